@@ -1,0 +1,13 @@
+//! Domain types shared by services, ports and adapters.
+
+mod binding;
+mod caller;
+mod filter;
+mod instance;
+mod item;
+
+pub use binding::{Binding, ServedBindings};
+pub use caller::Caller;
+pub use filter::{GeoRadius, ItemFilter, PageRequest, StateFilter};
+pub use instance::{InstanceIdentity, base_url, normalize_instance_url};
+pub use item::{Item, ItemChanges, ItemPage, NewItem};

@@ -1,0 +1,29 @@
+//! Ports: what the core needs from the outside world. Each method documents its error
+//! contract; adapters translate driver errors into `CoreError` and log the detail.
+
+mod authenticator;
+mod cache;
+mod clock;
+mod item_repository;
+mod schema_source;
+mod schema_store;
+
+pub use authenticator::{Authenticator, Credentials};
+pub use cache::Cache;
+pub use clock::{Clock, IdGenerator};
+pub use item_repository::ItemRepository;
+pub use schema_source::{FetchOutcome, FetchedDocument, SchemaLocation, SchemaSource, SourceValidators};
+pub use schema_store::{SchemaStore, StoredDocument, StoredKind};
+
+#[cfg(any(test, feature = "mocks"))]
+pub use authenticator::MockAuthenticator;
+#[cfg(any(test, feature = "mocks"))]
+pub use cache::MockCache;
+#[cfg(any(test, feature = "mocks"))]
+pub use clock::{MockClock, MockIdGenerator};
+#[cfg(any(test, feature = "mocks"))]
+pub use item_repository::MockItemRepository;
+#[cfg(any(test, feature = "mocks"))]
+pub use schema_source::MockSchemaSource;
+#[cfg(any(test, feature = "mocks"))]
+pub use schema_store::MockSchemaStore;
