@@ -2,7 +2,9 @@
 
 pub mod fs;
 pub mod http;
+pub mod identity;
 pub mod memory;
+pub mod metered_cache;
 pub mod redis;
 pub mod sql;
 pub mod system;

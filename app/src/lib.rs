@@ -1,1 +1,8 @@
+//! dpg-app: configuration, wiring, server, background workers and the `dpg` command line.
 
+pub mod config;
+pub mod instance;
+pub mod telemetry;
+
+pub use config::Config;
+pub use instance::{Instance, Listening, shutdown_signal};

@@ -35,6 +35,8 @@ pub enum ErrorCode {
     SchemaReloadFailed,
     StorageUnavailable,
     NoPeerAvailable,
+    SchemaUrlForbidden,
+    InvalidSchemaRef,
 }
 
 impl ErrorCode {
@@ -59,6 +61,8 @@ impl ErrorCode {
             ErrorCode::SchemaReloadFailed => "SCHEMA_RELOAD_FAILED",
             ErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
             ErrorCode::NoPeerAvailable => "NO_PEER_AVAILABLE",
+            ErrorCode::SchemaUrlForbidden => "SCHEMA_URL_FORBIDDEN",
+            ErrorCode::InvalidSchemaRef => "INVALID_SCHEMA_REF",
         }
     }
 }
@@ -131,7 +135,11 @@ impl CoreError {
         }
     }
 
-    pub fn invalid_with(code: ErrorCode, message: impl Into<String>, violations: Vec<Violation>) -> Self {
+    pub fn invalid_with(
+        code: ErrorCode,
+        message: impl Into<String>,
+        violations: Vec<Violation>,
+    ) -> Self {
         CoreError::Invalid {
             code,
             message: message.into(),
@@ -184,7 +192,9 @@ impl CoreError {
     pub fn with_invalid_code(self, new_code: ErrorCode) -> Self {
         match self {
             CoreError::Invalid {
-                message, violations, ..
+                message,
+                violations,
+                ..
             } => CoreError::Invalid {
                 code: new_code,
                 message,
@@ -208,6 +218,8 @@ mod tests {
             ErrorCode::ItemNotFoundOrForbidden,
             ErrorCode::NetworkNotConfigured,
             ErrorCode::NoPeerAvailable,
+            ErrorCode::SchemaUrlForbidden,
+            ErrorCode::InvalidSchemaRef,
         ] {
             let json = serde_json::to_value(code).expect("serializes");
             assert_eq!(json, serde_json::Value::String(code.as_str().to_string()));
@@ -228,7 +240,9 @@ mod tests {
         assert_eq!(err.code(), ErrorCode::InvalidInput);
         match err {
             CoreError::Invalid {
-                message, violations, ..
+                message,
+                violations,
+                ..
             } => {
                 assert_eq!(message, "Invalid item_state: x");
                 assert_eq!(violations.len(), 1);

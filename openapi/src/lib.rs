@@ -1,1 +1,119 @@
+//! dpg-openapi: the HTTP interface of a DPG instance — operations, DTOs, error envelopes and
+//! the OpenAPI document. Knows the core, not the adapters.
 
+pub mod api;
+pub mod auth;
+pub mod body;
+pub mod dto;
+pub mod error;
+pub mod middleware;
+pub mod query;
+pub mod state;
+
+use std::sync::Arc;
+
+use poem::endpoint::make_sync;
+use poem::web::Html;
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Response, Route};
+
+pub use body::BodyLimits;
+pub use state::ApiState;
+
+/// Renders the Prometheus text exposition.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+pub struct HttpSettings {
+    pub limits: BodyLimits,
+    /// This instance's base URL, listed as the server of the OpenAPI document.
+    pub server_url: String,
+    pub metrics: Option<MetricsRenderer>,
+}
+
+/// The whole route tree: the API, its documentation, metrics.
+pub fn app(state: Arc<ApiState>, settings: HttpSettings) -> impl Endpoint<Output = Response> {
+    let api = api::service(Some(&settings.server_url));
+    let swagger = Html(api.swagger_ui_html());
+    let mut route = Route::new()
+        .at("/openapi.json", api.spec_endpoint())
+        .at("/api/reference/openapi.json", api.spec_endpoint())
+        .at(
+            "/docs",
+            make_sync({
+                let page = swagger.0.clone();
+                move |_| Html(page.clone())
+            }),
+        )
+        .at(
+            "/api/reference",
+            make_sync(move |_| Html(swagger.0.clone())),
+        );
+    if let Some(render) = settings.metrics {
+        route = route.at(
+            "/metrics",
+            make_sync(move |_| {
+                Response::builder()
+                    .content_type("text/plain; version=0.0.4")
+                    .body(render())
+            }),
+        );
+    }
+    let limits = settings.limits;
+    route
+        .nest("/", api.into_endpoint())
+        .data(state)
+        .around(move |inner, req| middleware::request_context(inner, req, limits))
+}
+
+/// The OpenAPI document as committed in `openapi/openapi.json` (no server list, so it does
+/// not depend on the instance that generates it).
+pub fn openapi_document() -> String {
+    api::service(None).spec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed document must equal the generated one. Regenerate with
+    /// `UPDATE_OPENAPI=1 cargo test -p dpg-openapi committed_document` (or `dpg openapi`).
+    #[test]
+    fn committed_document_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+        let generated = format!("{}\n", openapi_document());
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &generated).expect("write openapi.json");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "openapi/openapi.json is out of date: run `UPDATE_OPENAPI=1 cargo test -p dpg-openapi committed_document`"
+        );
+    }
+
+    #[test]
+    fn every_operation_has_an_id_and_the_reference_routes_exist() {
+        let doc: serde_json::Value = serde_json::from_str(&openapi_document()).expect("json");
+        let paths = doc["paths"].as_object().expect("paths");
+        for path in [
+            "/",
+            "/health/live",
+            "/health/ready",
+            "/api/v1/item/create",
+            "/api/v1/item/fetch",
+            "/api/v1/item/{itemId}",
+            "/api/v1/network/schemas",
+            "/api/v1/network/schema/{network}/{domain}/{itemType}",
+            "/api/v1/network/refetch_schemas",
+        ] {
+            assert!(paths.contains_key(path), "missing {path}");
+        }
+        for (path, item) in paths {
+            for (method, op) in item.as_object().expect("path item") {
+                assert!(
+                    op["operationId"].is_string(),
+                    "{method} {path} has no operationId"
+                );
+            }
+        }
+    }
+}

@@ -22,7 +22,8 @@ impl Binding {
 
     /// Parses one `SERVED_DOMAINS` entry (`^[a-z][a-z0-9_]*/[a-z][a-z0-9_]*$`).
     pub fn parse_served(entry: &str) -> Result<Binding, String> {
-        let invalid = || format!("Invalid SERVED_DOMAINS entry \"{entry}\". Expected \"network/domain\".");
+        let invalid =
+            || format!("Invalid SERVED_DOMAINS entry \"{entry}\". Expected \"network/domain\".");
         let (network, domain) = entry.split_once('/').ok_or_else(invalid)?;
         if is_identifier(network) && is_identifier(domain) {
             Ok(Binding::new(network, domain))
@@ -68,7 +69,9 @@ impl ServedBindings {
     }
 
     pub fn contains(&self, network: &str, domain: &str) -> bool {
-        self.0.iter().any(|b| b.network == network && b.domain == domain)
+        self.0
+            .iter()
+            .any(|b| b.network == network && b.domain == domain)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Binding> {
@@ -102,8 +105,9 @@ mod tests {
 
     #[test]
     fn parses_served_domains_and_drops_duplicates() {
-        let served = ServedBindings::parse(" yellow_dot/student, yellow_dot/tutor,,yellow_dot/student ")
-            .expect("valid list");
+        let served =
+            ServedBindings::parse(" yellow_dot/student, yellow_dot/tutor,,yellow_dot/student ")
+                .expect("valid list");
         let keys: Vec<String> = served.iter().map(Binding::key).collect();
         assert_eq!(keys, vec!["yellow_dot/student", "yellow_dot/tutor"]);
         assert_eq!(served.networks(), vec!["yellow_dot"]);
@@ -112,7 +116,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed_entries_with_the_reference_message() {
-        for bad in ["Yellow/student", "yellow_dot", "yellow_dot/", "/student", "a/b/c", "1a/b"] {
+        for bad in [
+            "Yellow/student",
+            "yellow_dot",
+            "yellow_dot/",
+            "/student",
+            "a/b/c",
+            "1a/b",
+        ] {
             let err = ServedBindings::parse(bad).expect_err(bad);
             assert!(err.contains("Expected \"network/domain\""), "{bad}: {err}");
         }

@@ -38,14 +38,26 @@ impl ItemFilter {
             && item.domain == self.domain
             && self.item_type.as_ref().is_none_or(|t| *t == item.item_type)
             && self.item_id.is_none_or(|id| id == item.item_id)
-            && self.instance_url.as_ref().is_none_or(|u| *u == item.instance_url)
-            && self.schema_url.as_ref().is_none_or(|u| *u == item.schema_url)
-            && self.created_by.as_ref().is_none_or(|u| *u == item.created_by)
+            && self
+                .instance_url
+                .as_ref()
+                .is_none_or(|u| *u == item.instance_url)
+            && self
+                .schema_url
+                .as_ref()
+                .is_none_or(|u| *u == item.schema_url)
+            && self
+                .created_by
+                .as_ref()
+                .is_none_or(|u| *u == item.created_by)
             && self.state.as_ref().is_none_or(|s| s.matches(&item.state))
-            && self.geo.as_ref().is_none_or(|g| match (item.latitude, item.longitude) {
-                (Some(lat), Some(lng)) => g.contains(lat, lng),
-                _ => false,
-            })
+            && self
+                .geo
+                .as_ref()
+                .is_none_or(|g| match (item.latitude, item.longitude) {
+                    (Some(lat), Some(lng)) => g.contains(lat, lng),
+                    _ => false,
+                })
     }
 }
 
@@ -91,18 +103,28 @@ fn check_shape(value: &Value, depth: usize, leaves: &mut usize) -> Result<(), Co
     if depth > StateFilter::MAX_DEPTH {
         return Err(CoreError::invalid(
             ErrorCode::InvalidStateFilter,
-            format!("item_state filter is nested deeper than {} levels", StateFilter::MAX_DEPTH),
+            format!(
+                "item_state filter is nested deeper than {} levels",
+                StateFilter::MAX_DEPTH
+            ),
         ));
     }
     match value {
-        Value::Object(map) => map.values().try_for_each(|v| check_shape(v, depth + 1, leaves)),
-        Value::Array(items) => items.iter().try_for_each(|v| check_shape(v, depth + 1, leaves)),
+        Value::Object(map) => map
+            .values()
+            .try_for_each(|v| check_shape(v, depth + 1, leaves)),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|v| check_shape(v, depth + 1, leaves)),
         _ => {
             *leaves += 1;
             if *leaves > StateFilter::MAX_LEAVES {
                 return Err(CoreError::invalid(
                     ErrorCode::InvalidStateFilter,
-                    format!("item_state filter has more than {} values", StateFilter::MAX_LEAVES),
+                    format!(
+                        "item_state filter has more than {} values",
+                        StateFilter::MAX_LEAVES
+                    ),
                 ));
             }
             Ok(())
@@ -118,7 +140,9 @@ pub fn contains(stored: &Value, wanted: &Value) -> bool {
         (Value::Object(s), Value::Object(w)) => w
             .iter()
             .all(|(k, wv)| s.get(k).is_some_and(|sv| contains(sv, wv))),
-        (Value::Array(s), Value::Array(w)) => w.iter().all(|wv| s.iter().any(|sv| contains(sv, wv))),
+        (Value::Array(s), Value::Array(w)) => {
+            w.iter().all(|wv| s.iter().any(|sv| contains(sv, wv)))
+        }
         (Value::Number(s), Value::Number(w)) => s.as_f64() == w.as_f64(),
         (Value::String(s), Value::String(w)) => s == w,
         (Value::Bool(s), Value::Bool(w)) => s == w,
@@ -203,12 +227,20 @@ impl GeoRadius {
         }
         let sin_ratio = angular.sin() / self.latitude.to_radians().cos();
         if sin_ratio >= 1.0 {
-            return GeoBox { min_lat, max_lat, lng: None };
+            return GeoBox {
+                min_lat,
+                max_lat,
+                lng: None,
+            };
         }
         let dlng = sin_ratio.asin().to_degrees();
         let (min_lng, max_lng) = (self.longitude - dlng, self.longitude + dlng);
         let lng = (min_lng >= -180.0 && max_lng <= 180.0).then_some((min_lng, max_lng));
-        GeoBox { min_lat, max_lat, lng }
+        GeoBox {
+            min_lat,
+            max_lat,
+            lng,
+        }
     }
 }
 
@@ -260,14 +292,21 @@ mod tests {
 
     #[test]
     fn containment_follows_jsonb_rules() {
-        let stored = json!({"city": "Pune", "grade": 10, "tags": ["a", "b"], "loc": {"c": "IN", "z": 1}});
+        let stored =
+            json!({"city": "Pune", "grade": 10, "tags": ["a", "b"], "loc": {"c": "IN", "z": 1}});
         assert!(contains(&stored, &json!({})));
         assert!(contains(&stored, &json!({"city": "Pune"})));
         assert!(contains(&stored, &json!({"grade": 10.0})));
-        assert!(!contains(&stored, &json!({"grade": "10"})), "string never equals number");
+        assert!(
+            !contains(&stored, &json!({"grade": "10"})),
+            "string never equals number"
+        );
         assert!(contains(&stored, &json!({"tags": ["b"]})));
         assert!(contains(&stored, &json!({"tags": []})));
-        assert!(!contains(&stored, &json!({"tags": "a"})), "scalar is not contained in array below top");
+        assert!(
+            !contains(&stored, &json!({"tags": "a"})),
+            "scalar is not contained in array below top"
+        );
         assert!(contains(&stored, &json!({"loc": {"c": "IN"}})));
         assert!(!contains(&stored, &json!({"loc": {"c": "IN", "y": 2}})));
         assert!(!contains(&stored, &json!({"missing": null})));
@@ -310,7 +349,13 @@ mod tests {
 
     #[test]
     fn pagination_bounds() {
-        assert_eq!(PageRequest::new(None, None).expect("defaults"), PageRequest { limit: 20, offset: 0 });
+        assert_eq!(
+            PageRequest::new(None, None).expect("defaults"),
+            PageRequest {
+                limit: 20,
+                offset: 0
+            }
+        );
         assert!(PageRequest::new(Some(0), None).is_err());
         assert!(PageRequest::new(Some(101), None).is_err());
         assert!(PageRequest::new(Some(100), Some(10_001)).is_err());

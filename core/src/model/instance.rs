@@ -25,7 +25,9 @@ pub fn base_url(api_domain: &str, api_port: u16, development: bool) -> Result<St
     let mut url = Url::parse(api_domain.trim())
         .map_err(|e| format!("API_DOMAIN \"{api_domain}\" is not a valid URL: {e}"))?;
     if url.cannot_be_a_base() || url.host_str().is_none() {
-        return Err(format!("API_DOMAIN \"{api_domain}\" must be an absolute http(s) URL"));
+        return Err(format!(
+            "API_DOMAIN \"{api_domain}\" must be an absolute http(s) URL"
+        ));
     }
     if development && url.port().is_none() {
         url.set_port(Some(api_port))
@@ -59,11 +61,26 @@ mod tests {
 
     #[test]
     fn base_url_follows_the_reference_rule() {
-        assert_eq!(base_url("http://localhost", 2742, true).as_deref(), Ok("http://localhost:2742"));
-        assert_eq!(base_url("http://127.0.0.1:9000", 2742, true).as_deref(), Ok("http://127.0.0.1:9000"));
-        assert_eq!(base_url("https://api.example.com", 2742, false).as_deref(), Ok("https://api.example.com"));
-        assert_eq!(base_url("https://x.org/dpg/", 2742, false).as_deref(), Ok("https://x.org/dpg"));
-        assert_eq!(base_url("HTTP://LOCALHOST", 80, true).as_deref(), Ok("http://localhost"));
+        assert_eq!(
+            base_url("http://localhost", 2742, true).as_deref(),
+            Ok("http://localhost:2742")
+        );
+        assert_eq!(
+            base_url("http://127.0.0.1:9000", 2742, true).as_deref(),
+            Ok("http://127.0.0.1:9000")
+        );
+        assert_eq!(
+            base_url("https://api.example.com", 2742, false).as_deref(),
+            Ok("https://api.example.com")
+        );
+        assert_eq!(
+            base_url("https://x.org/dpg/", 2742, false).as_deref(),
+            Ok("https://x.org/dpg")
+        );
+        assert_eq!(
+            base_url("HTTP://LOCALHOST", 80, true).as_deref(),
+            Ok("http://localhost")
+        );
         assert!(base_url("not a url", 2742, true).is_err());
     }
 
@@ -73,7 +90,10 @@ mod tests {
         assert_eq!(a, "http://localhost:2742");
         assert_eq!(normalize_instance_url("http://localhost:2742"), a);
         assert_eq!(normalize_instance_url("http://[::1]:2742"), a);
-        assert_eq!(normalize_instance_url("https://x.org:443/"), "https://x.org");
+        assert_eq!(
+            normalize_instance_url("https://x.org:443/"),
+            "https://x.org"
+        );
         assert_ne!(normalize_instance_url("http://localhost:2743"), a);
     }
 

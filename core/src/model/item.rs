@@ -1,18 +1,26 @@
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// A stored item (reference-contract Appendix A.1).
-#[derive(Debug, Clone, PartialEq)]
+/// A stored item (reference-contract Appendix A.1); serialized with the wire's field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
+    #[serde(rename = "item_network")]
     pub network: String,
+    #[serde(rename = "item_domain")]
     pub domain: String,
     pub item_type: String,
     pub item_id: Uuid,
+    #[serde(rename = "item_instance_url")]
     pub instance_url: String,
+    #[serde(rename = "item_schema_url")]
     pub schema_url: String,
+    #[serde(rename = "item_state")]
     pub state: Value,
+    #[serde(rename = "item_latitude")]
     pub latitude: Option<f64>,
+    #[serde(rename = "item_longitude")]
     pub longitude: Option<f64>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
@@ -43,7 +51,7 @@ pub struct ItemChanges {
 }
 
 /// One page of items plus the number of all matches.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemPage {
     pub total: u64,
     pub items: Vec<Item>,

@@ -8,6 +8,6 @@ mod item;
 
 pub use binding::{Binding, ServedBindings};
 pub use caller::Caller;
-pub use filter::{GeoRadius, ItemFilter, PageRequest, StateFilter};
+pub use filter::{EARTH_RADIUS_METERS, GeoBox, GeoRadius, ItemFilter, PageRequest, StateFilter};
 pub use instance::{InstanceIdentity, base_url, normalize_instance_url};
 pub use item::{Item, ItemChanges, ItemPage, NewItem};

@@ -106,7 +106,8 @@ impl NetworkCatalog {
             let mut item_schemas = HashMap::new();
             for domain in &document.domains {
                 for (item_type, inline) in &domain.item_schemas {
-                    let custom_url = custom_schema_url(&document, &domain.name, item_type, identity);
+                    let custom_url =
+                        custom_schema_url(&document, &domain.name, item_type, identity);
                     let schema = custom_url
                         .as_ref()
                         .and_then(|url| custom_schemas.get(url))
@@ -127,7 +128,13 @@ impl NetworkCatalog {
                     );
                 }
             }
-            networks.insert(document.name.clone(), LoadedNetwork { document, item_schemas });
+            networks.insert(
+                document.name.clone(),
+                LoadedNetwork {
+                    document,
+                    item_schemas,
+                },
+            );
         }
         NetworkCatalog {
             networks,
@@ -146,12 +153,15 @@ impl NetworkCatalog {
 
     /// The network document, or 404 `NETWORK_NOT_CONFIGURED` with the reference's message.
     pub fn network(&self, network: &str) -> Result<&NetworkDocument, CoreError> {
-        self.networks.get(network).map(|n| &n.document).ok_or_else(|| {
-            CoreError::not_found(
-                ErrorCode::NetworkNotConfigured,
-                format!("Network \"{network}\" is not configured."),
-            )
-        })
+        self.networks
+            .get(network)
+            .map(|n| &n.document)
+            .ok_or_else(|| {
+                CoreError::not_found(
+                    ErrorCode::NetworkNotConfigured,
+                    format!("Network \"{network}\" is not configured."),
+                )
+            })
     }
 
     /// The domain, or 404 `NETWORK_NOT_CONFIGURED` / `DOMAIN_NOT_FOUND`.
@@ -165,7 +175,12 @@ impl NetworkCatalog {
     }
 
     /// The item schema, or 404 with the reference's message naming what is missing.
-    pub fn item_schema(&self, network: &str, domain: &str, item_type: &str) -> Result<&ItemSchema, CoreError> {
+    pub fn item_schema(
+        &self,
+        network: &str,
+        domain: &str,
+        item_type: &str,
+    ) -> Result<&ItemSchema, CoreError> {
         self.domain(network, domain)?;
         self.networks
             .get(network)
@@ -218,23 +233,36 @@ impl NetworkCatalog {
             ));
             for domain in &doc.domains {
                 for (item_type, inline) in &domain.item_schemas {
-                    let fragment = doc
-                        .source_url
-                        .as_ref()
-                        .and_then(|src| fragment_schema_url(src, &doc.name, &domain.name, item_type));
+                    let fragment = doc.source_url.as_ref().and_then(|src| {
+                        fragment_schema_url(src, &doc.name, &domain.name, item_type)
+                    });
                     entries.push(self.entry(
                         &["domain_item_schema", &doc.name, &domain.name, item_type],
                         "domain_item_schema",
                         doc.name.clone(),
-                        (Some(domain.name.clone()), Some(item_type.clone()), None, fragment),
+                        (
+                            Some(domain.name.clone()),
+                            Some(item_type.clone()),
+                            None,
+                            fragment,
+                        ),
                         "inline",
                         inline.clone(),
                     ));
-                    if let Some(schema) = loaded.item_schemas.get(&(domain.name.clone(), item_type.clone()))
+                    if let Some(schema) = loaded
+                        .item_schemas
+                        .get(&(domain.name.clone(), item_type.clone()))
                         && let Some(url) = &schema.custom_url
                     {
                         entries.push(self.entry(
-                            &["instance_custom_item_schema", &doc.name, &domain.name, &identity.base_url, item_type, url],
+                            &[
+                                "instance_custom_item_schema",
+                                &doc.name,
+                                &domain.name,
+                                &identity.base_url,
+                                item_type,
+                                url,
+                            ],
                             "instance_custom_item_schema",
                             doc.name.clone(),
                             (
@@ -259,7 +287,12 @@ impl NetworkCatalog {
         key_parts: &[&str],
         kind: &'static str,
         network: String,
-        (domain, item_type, instance_url, schema_url): (Option<String>, Option<String>, Option<String>, Option<String>),
+        (domain, item_type, instance_url, schema_url): (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ),
         source: &'static str,
         schema: Value,
     ) -> SchemaIndexEntry {
@@ -282,7 +315,10 @@ impl NetworkCatalog {
 
 /// URLs of the custom item schemas this instance publishes for types its networks define;
 /// the loader fetches them before building the catalog.
-pub fn own_custom_schema_urls(documents: &[NetworkDocument], identity: &InstanceIdentity) -> Vec<String> {
+pub fn own_custom_schema_urls(
+    documents: &[NetworkDocument],
+    identity: &InstanceIdentity,
+) -> Vec<String> {
     let mut urls = Vec::new();
     for doc in documents {
         for domain in &doc.domains {
@@ -298,7 +334,12 @@ pub fn own_custom_schema_urls(documents: &[NetworkDocument], identity: &Instance
     urls
 }
 
-fn custom_schema_url(doc: &NetworkDocument, domain: &str, item_type: &str, identity: &InstanceIdentity) -> Option<String> {
+fn custom_schema_url(
+    doc: &NetworkDocument,
+    domain: &str,
+    item_type: &str,
+    identity: &InstanceIdentity,
+) -> Option<String> {
     let me = normalize_instance_url(&identity.base_url);
     doc.instances
         .iter()
@@ -307,7 +348,12 @@ fn custom_schema_url(doc: &NetworkDocument, domain: &str, item_type: &str, ident
         .map(|url| url.trim().to_string())
 }
 
-fn default_schema_url(doc: &NetworkDocument, domain: &str, item_type: &str, base_url: &str) -> String {
+fn default_schema_url(
+    doc: &NetworkDocument,
+    domain: &str,
+    item_type: &str,
+    base_url: &str,
+) -> String {
     doc.source_url
         .as_ref()
         .and_then(|src| fragment_schema_url(src, &doc.name, domain, item_type))
@@ -322,7 +368,12 @@ fn default_schema_url(doc: &NetworkDocument, domain: &str, item_type: &str, base
 }
 
 /// `source_url` with its fragment replaced by `/item_schemas/<network>/<domain>/<type>`.
-fn fragment_schema_url(source_url: &str, network: &str, domain: &str, item_type: &str) -> Option<String> {
+fn fragment_schema_url(
+    source_url: &str,
+    network: &str,
+    domain: &str,
+    item_type: &str,
+) -> Option<String> {
     let mut url = url::Url::parse(source_url.trim()).ok()?;
     url.set_fragment(Some(&format!(
         "/item_schemas/{}/{}/{}",
@@ -347,7 +398,12 @@ pub fn encode_uri_component(s: &str) -> String {
 }
 
 fn cache_key(parts: &[&str]) -> String {
-    let joined = parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("::");
+    let joined = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("::");
     hex::encode(Sha256::digest(joined.as_bytes()))
 }
 
@@ -382,33 +438,71 @@ mod tests {
     }
 
     fn build(documents: Vec<NetworkDocument>, custom: HashMap<String, Value>) -> NetworkCatalog {
-        NetworkCatalog::build(documents, &custom, &identity(), &SchemaCompiler::new(false), Utc::now(), CatalogOrigin::Sources)
+        NetworkCatalog::build(
+            documents,
+            &custom,
+            &identity(),
+            &SchemaCompiler::new(false),
+            Utc::now(),
+            CatalogOrigin::Sources,
+        )
     }
 
     #[test]
     fn lookups_report_what_is_missing() {
         let catalog = build(vec![doc(json!({}))], HashMap::new());
         let code = |e: CoreError| e.code();
-        assert_eq!(code(catalog.network("nope").expect_err("x")), ErrorCode::NetworkNotConfigured);
-        assert_eq!(code(catalog.domain("yellow_dot", "nope").expect_err("x")), ErrorCode::DomainNotFound);
-        let err = catalog.item_schema("yellow_dot", "student", "profile_9").expect_err("x");
+        assert_eq!(
+            code(catalog.network("nope").expect_err("x")),
+            ErrorCode::NetworkNotConfigured
+        );
+        assert_eq!(
+            code(catalog.domain("yellow_dot", "nope").expect_err("x")),
+            ErrorCode::DomainNotFound
+        );
+        let err = catalog
+            .item_schema("yellow_dot", "student", "profile_9")
+            .expect_err("x");
         assert_eq!(err.code(), ErrorCode::ItemTypeNotFound);
         assert!(err.to_string().contains("Item type \"profile_9\" is not defined for domain \"student\" in network \"yellow_dot\"."));
-        assert!(catalog.item_schema("yellow_dot", "student", "bad").expect("exists").compiled().is_err());
+        assert!(
+            catalog
+                .item_schema("yellow_dot", "student", "bad")
+                .expect("exists")
+                .compiled()
+                .is_err()
+        );
     }
 
     #[test]
     fn schema_url_rules_follow_the_reference() {
-        let custom = HashMap::from([("https://schemas.example/student.json".to_string(), json!({"type": "object", "title": "custom"}))]);
+        let custom = HashMap::from([(
+            "https://schemas.example/student.json".to_string(),
+            json!({"type": "object", "title": "custom"}),
+        )]);
         let catalog = build(vec![doc(json!({}))], custom.clone());
-        let own = catalog.item_schema("yellow_dot", "student", "profile_1.0").expect("exists");
+        let own = catalog
+            .item_schema("yellow_dot", "student", "profile_1.0")
+            .expect("exists");
         assert_eq!(own.schema_url, "https://schemas.example/student.json");
         assert_eq!(own.schema["title"], "custom");
-        let tutor = catalog.item_schema("yellow_dot", "tutor", "profile_1.0").expect("exists");
-        assert_eq!(tutor.schema_url, "http://localhost:2742/api/v1/network/schema/yellow_dot/tutor/profile_1.0");
+        let tutor = catalog
+            .item_schema("yellow_dot", "tutor", "profile_1.0")
+            .expect("exists");
+        assert_eq!(
+            tutor.schema_url,
+            "http://localhost:2742/api/v1/network/schema/yellow_dot/tutor/profile_1.0"
+        );
 
-        let remote = build(vec![doc(json!({"source_url": "https://registry.example.com/schemas/yellow_dot/network.json"}))], custom);
-        let tutor = remote.item_schema("yellow_dot", "tutor", "profile_1.0").expect("exists");
+        let remote = build(
+            vec![doc(
+                json!({"source_url": "https://registry.example.com/schemas/yellow_dot/network.json"}),
+            )],
+            custom,
+        );
+        let tutor = remote
+            .item_schema("yellow_dot", "tutor", "profile_1.0")
+            .expect("exists");
         assert_eq!(
             tutor.schema_url,
             "https://registry.example.com/schemas/yellow_dot/network.json#/item_schemas/yellow_dot/tutor/profile_1.0"
@@ -418,7 +512,10 @@ mod tests {
     #[test]
     fn own_custom_urls_are_found_through_url_aliases() {
         let urls = own_custom_schema_urls(&[doc(json!({}))], &identity());
-        assert_eq!(urls, vec!["https://schemas.example/student.json".to_string()]);
+        assert_eq!(
+            urls,
+            vec!["https://schemas.example/student.json".to_string()]
+        );
     }
 
     #[test]
@@ -427,7 +524,10 @@ mod tests {
         match catalog.unserved(&identity(), Binding::new("yellow_dot", "tutor")) {
             CoreError::UnservedBinding(body) => {
                 assert_eq!(body.allowed_bindings, vec!["yellow_dot/student"]);
-                assert_eq!(body.allowed_item_types_by_binding[0].1, vec!["profile_1.0", "bad"]);
+                assert_eq!(
+                    body.allowed_item_types_by_binding[0].1,
+                    vec!["profile_1.0", "bad"]
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -438,11 +538,29 @@ mod tests {
         let catalog = build(vec![doc(json!({}))], HashMap::new());
         let index = catalog.schema_index(&identity());
         assert!(index.windows(2).all(|w| w[0].cache_key <= w[1].cache_key));
-        let network = index.iter().find(|e| e.kind == "network_config").expect("network entry");
-        assert_eq!(network.cache_key, cache_key(&["network_config", "yellow_dot"]));
+        let network = index
+            .iter()
+            .find(|e| e.kind == "network_config")
+            .expect("network entry");
+        assert_eq!(
+            network.cache_key,
+            cache_key(&["network_config", "yellow_dot"])
+        );
         assert_eq!(network.file_name, format!("{}.json", network.cache_key));
-        assert_eq!(index.iter().filter(|e| e.kind == "domain_item_schema").count(), 3);
-        assert_eq!(index.iter().filter(|e| e.kind == "instance_custom_item_schema").count(), 1);
+        assert_eq!(
+            index
+                .iter()
+                .filter(|e| e.kind == "domain_item_schema")
+                .count(),
+            3
+        );
+        assert_eq!(
+            index
+                .iter()
+                .filter(|e| e.kind == "instance_custom_item_schema")
+                .count(),
+            1
+        );
     }
 
     #[test]

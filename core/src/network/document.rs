@@ -145,7 +145,11 @@ impl NetworkDocument {
     pub fn parse(value: &Value) -> Result<NetworkDocument, CoreError> {
         let mut doc: NetworkDocument = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." { String::new() } else { format!("{path}: ") };
+            let field = if path == "." {
+                String::new()
+            } else {
+                format!("{path}: ")
+            };
             invalid(format!("{field}{}", e.inner()))
         })?;
         doc.check()?;
@@ -183,8 +187,12 @@ impl NetworkDocument {
         }
         for action in self.actions.values_mut() {
             for interaction in &mut action.interactions {
-                interaction.from_network.get_or_insert_with(|| self.name.clone());
-                interaction.to_network.get_or_insert_with(|| self.name.clone());
+                interaction
+                    .from_network
+                    .get_or_insert_with(|| self.name.clone());
+                interaction
+                    .to_network
+                    .get_or_insert_with(|| self.name.clone());
             }
         }
     }
@@ -199,11 +207,16 @@ impl NetworkDocument {
             let at = format!("domains[{i}]");
             non_empty(&format!("{at}.name"), &domain.name)?;
             if domain_names.contains(&domain.name.as_str()) {
-                return Err(invalid(format!("{at}.name: duplicate domain \"{}\"", domain.name)));
+                return Err(invalid(format!(
+                    "{at}.name: duplicate domain \"{}\"",
+                    domain.name
+                )));
             }
             domain_names.push(&domain.name);
             if domain.minimum_cache_ttl_seconds == 0 {
-                return Err(invalid(format!("{at}.minimum_cache_ttl_seconds: must be a positive integer")));
+                return Err(invalid(format!(
+                    "{at}.minimum_cache_ttl_seconds: must be a positive integer"
+                )));
             }
             for (field, schemas) in [
                 ("item_schemas", &domain.item_schemas),
@@ -236,7 +249,10 @@ impl NetworkDocument {
                 if let Some((_, other)) = kids.iter().find(|(kid, _)| *kid == key.kid)
                     && *other != key.public_key
                 {
-                    return Err(invalid(format!("{key_at}.kid: \"{}\" is used by two different keys", key.kid)));
+                    return Err(invalid(format!(
+                        "{key_at}.kid: \"{}\" is used by two different keys",
+                        key.kid
+                    )));
                 }
                 kids.push((&key.kid, &key.public_key));
             }
@@ -252,17 +268,26 @@ impl NetworkDocument {
                 let at = format!("actions.{name}.interactions[{i}]");
                 non_empty(&format!("{at}.from_domain"), &interaction.from_domain)?;
                 non_empty(&format!("{at}.to_domain"), &interaction.to_domain)?;
-                for (field, value) in [("from_network", &interaction.from_network), ("to_network", &interaction.to_network)] {
+                for (field, value) in [
+                    ("from_network", &interaction.from_network),
+                    ("to_network", &interaction.to_network),
+                ] {
                     if let Some(value) = value {
                         non_empty(&format!("{at}.{field}"), value)?;
                     }
                 }
-                for (field, items) in [("from_items", &interaction.from_items), ("to_items", &interaction.to_items)] {
+                for (field, items) in [
+                    ("from_items", &interaction.from_items),
+                    ("to_items", &interaction.to_items),
+                ] {
                     for (j, item) in items.iter().enumerate() {
                         non_empty(&format!("{at}.{field}[{j}]"), item)?;
                     }
                 }
-                object_field(&format!("{at}.requirement_schema"), &interaction.requirement_schema)?;
+                object_field(
+                    &format!("{at}.requirement_schema"),
+                    &interaction.requirement_schema,
+                )?;
                 if let Some(schema) = &interaction.event_schema {
                     object_field(&format!("{at}.event_schema"), schema)?;
                 }
@@ -273,7 +298,10 @@ impl NetworkDocument {
 }
 
 fn invalid(detail: String) -> CoreError {
-    CoreError::invalid(ErrorCode::SchemaReloadFailed, format!("Invalid network document: {detail}"))
+    CoreError::invalid(
+        ErrorCode::SchemaReloadFailed,
+        format!("Invalid network document: {detail}"),
+    )
 }
 
 fn non_empty(field: &str, value: &str) -> Result<(), CoreError> {
@@ -331,7 +359,10 @@ mod tests {
         assert_eq!(domain.item_schemas["b"], json!({"title": "own b"}));
         assert_eq!(domain.extra["card"], json!({"x": 1}));
         assert_eq!(doc.extra["custom_top"], json!(1));
-        assert_eq!(doc.instances[0].custom_item_schema_urls["profile"], "https://s.example/p.json");
+        assert_eq!(
+            doc.instances[0].custom_item_schema_urls["profile"],
+            "https://s.example/p.json"
+        );
         let interaction = &doc.actions["connect"].interactions[0];
         assert_eq!(interaction.from_network.as_deref(), Some("n"));
         assert_eq!(interaction.to_network.as_deref(), Some("n"));
@@ -352,7 +383,10 @@ mod tests {
             }]
         }))
         .expect("parses");
-        assert_eq!(doc.instances[0].custom_item_schema_urls["profile"], "https://s.example/new.json");
+        assert_eq!(
+            doc.instances[0].custom_item_schema_urls["profile"],
+            "https://s.example/new.json"
+        );
     }
 
     #[test]
@@ -377,7 +411,8 @@ mod tests {
         for entry in std::fs::read_dir(dir).expect("examples dir") {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == "json") {
-                let raw: Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+                let raw: Value =
+                    serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
                 NetworkDocument::parse(&raw).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 seen += 1;
             }
@@ -390,14 +425,35 @@ mod tests {
         let cases = [
             (json!({}), "name"),
             (json!({"name": ""}), "name: must not be empty"),
-            (json!({"name": "n", "domains": [{"name": "d", "minimum_cache_ttl_seconds": "x"}]}), "domains[0].minimum_cache_ttl_seconds"),
-            (json!({"name": "n", "domains": [{"name": "d", "minimum_cache_ttl_seconds": 0}]}), "domains[0].minimum_cache_ttl_seconds"),
-            (json!({"name": "n", "domains": [{"name": "d", "item_schemas": {"t": 5}}]}), "domains[0].item_schemas.t"),
-            (json!({"name": "n", "instances": [{"domain_name": "d", "instance_url": "nope"}]}), "instances[0].instance_url"),
-            (json!({"name": "n", "instances": [{"domain_name": "d"}]}), "instances[0]"),
-            (json!({"name": "n", "actions": {"a": {"interactions": [{"from_domain": "d", "to_domain": "e"}]}}}), "requirement_schema"),
+            (
+                json!({"name": "n", "domains": [{"name": "d", "minimum_cache_ttl_seconds": "x"}]}),
+                "domains[0].minimum_cache_ttl_seconds",
+            ),
+            (
+                json!({"name": "n", "domains": [{"name": "d", "minimum_cache_ttl_seconds": 0}]}),
+                "domains[0].minimum_cache_ttl_seconds",
+            ),
+            (
+                json!({"name": "n", "domains": [{"name": "d", "item_schemas": {"t": 5}}]}),
+                "domains[0].item_schemas.t",
+            ),
+            (
+                json!({"name": "n", "instances": [{"domain_name": "d", "instance_url": "nope"}]}),
+                "instances[0].instance_url",
+            ),
+            (
+                json!({"name": "n", "instances": [{"domain_name": "d"}]}),
+                "instances[0]",
+            ),
+            (
+                json!({"name": "n", "actions": {"a": {"interactions": [{"from_domain": "d", "to_domain": "e"}]}}}),
+                "requirement_schema",
+            ),
             (json!({"name": "n", "peer_auth": "sometimes"}), "peer_auth"),
-            (json!({"name": "n", "domains": [{"name": "d"}, {"name": "d"}]}), "domains[1].name: duplicate"),
+            (
+                json!({"name": "n", "domains": [{"name": "d"}, {"name": "d"}]}),
+                "domains[1].name: duplicate",
+            ),
         ];
         for (doc, expected) in cases {
             let msg = message(NetworkDocument::parse(&doc).expect_err(expected));

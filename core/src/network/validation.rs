@@ -104,7 +104,11 @@ pub fn violations_error(label: &str, code: ErrorCode, violations: Vec<Violation>
         .map(|v| v.message.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    let joined = if joined.is_empty() { "unknown validation error" } else { &joined };
+    let joined = if joined.is_empty() {
+        "unknown validation error"
+    } else {
+        &joined
+    };
     CoreError::invalid_with(code, format!("Invalid {label}: {joined}"), violations)
 }
 
@@ -114,7 +118,9 @@ fn ajv_message(error: &ValidationError<'_>) -> String {
         K::AdditionalProperties { .. } => "must NOT have additional properties".into(),
         K::AdditionalItems { limit } => format!("must NOT have more than {limit} items"),
         K::Required { property } => {
-            let name = property.as_str().map_or_else(|| property.to_string(), str::to_string);
+            let name = property
+                .as_str()
+                .map_or_else(|| property.to_string(), str::to_string);
             format!("must have required property '{name}'")
         }
         K::Type { kind } => format!("must be {}", type_list(kind)),
@@ -144,7 +150,9 @@ fn ajv_message(error: &ValidationError<'_>) -> String {
         K::Contains => "must contain at least 1 valid item(s)".into(),
         K::Format { format } => format!("must match format \"{format}\""),
         K::FalseSchema => "boolean schema is false".into(),
-        K::BacktrackLimitExceeded { .. } => "pattern is too complex to evaluate on this value".into(),
+        K::BacktrackLimitExceeded { .. } => {
+            "pattern is too complex to evaluate on this value".into()
+        }
         _ => error.to_string(),
     }
 }
@@ -152,7 +160,11 @@ fn ajv_message(error: &ValidationError<'_>) -> String {
 fn type_list(kind: &TypeKind) -> String {
     match kind {
         TypeKind::Single(t) => t.to_string(),
-        TypeKind::Multiple(set) => set.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
+        TypeKind::Multiple(set) => set
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }
 
@@ -200,16 +212,26 @@ mod tests {
 
     fn message_of(err: CoreError) -> (String, Vec<Violation>) {
         match err {
-            CoreError::Invalid { message, violations, .. } => (message, violations),
+            CoreError::Invalid {
+                message,
+                violations,
+                ..
+            } => (message, violations),
             other => panic!("unexpected {other:?}"),
         }
     }
 
     #[test]
     fn collects_every_error_with_ajv_wording_and_paths() {
-        let compiled = SchemaCompiler::new(false).compile(&student_schema()).expect("compiles");
+        let compiled = SchemaCompiler::new(false)
+            .compile(&student_schema())
+            .expect("compiles");
         let err = compiled
-            .check(&json!({"name": "", "grade": "7", "foo": 1}), "item_state", ErrorCode::InvalidItemState)
+            .check(
+                &json!({"name": "", "grade": "7", "foo": 1}),
+                "item_state",
+                ErrorCode::InvalidItemState,
+            )
             .expect_err("invalid");
         let (message, violations) = message_of(err);
         assert!(message.starts_with("Invalid item_state: "), "{message}");
@@ -228,16 +250,22 @@ mod tests {
 
     #[test]
     fn absent_state_is_not_an_object() {
-        let compiled = SchemaCompiler::new(false).compile(&student_schema()).expect("compiles");
+        let compiled = SchemaCompiler::new(false)
+            .compile(&student_schema())
+            .expect("compiles");
         let (message, _) = message_of(
-            compiled.check(&Value::Null, "item_state", ErrorCode::InvalidItemState).expect_err("null"),
+            compiled
+                .check(&Value::Null, "item_state", ErrorCode::InvalidItemState)
+                .expect_err("null"),
         );
         assert_eq!(message, "Invalid item_state: must be object");
     }
 
     #[test]
     fn formats_are_checked() {
-        let compiled = SchemaCompiler::new(false).compile(&student_schema()).expect("compiles");
+        let compiled = SchemaCompiler::new(false)
+            .compile(&student_schema())
+            .expect("compiles");
         let ok = json!({"name": "a", "grade": "9", "city": "x", "email": "a@example.org"});
         assert!(compiled.violations(&ok).is_empty());
         let bad = json!({"name": "a", "grade": "9", "city": "x", "email": "not-an-email"});
@@ -255,7 +283,11 @@ mod tests {
             .expect("compiles");
         let started = Instant::now();
         let violations = evil.violations(&json!(format!("{}c", "a".repeat(40))));
-        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
         assert_eq!(violations.len(), 1);
         let lookahead = compiler
             .compile(&json!({"type": "string", "pattern": "^(?=.*[0-9])[a-z0-9]+$"}))
@@ -290,8 +322,20 @@ mod tests {
         let schema = json!({"type": "object", "additionalProperties": false,
             "properties": {"inner": {"type": "object", "unevaluatedProperties": false}}});
         let instance = json!({"x": 1, "inner": {"y": 2}});
-        assert!(!SchemaCompiler::new(false).compile(&schema).expect("c").violations(&instance).is_empty());
-        assert!(SchemaCompiler::new(true).compile(&schema).expect("c").violations(&instance).is_empty());
+        assert!(
+            !SchemaCompiler::new(false)
+                .compile(&schema)
+                .expect("c")
+                .violations(&instance)
+                .is_empty()
+        );
+        assert!(
+            SchemaCompiler::new(true)
+                .compile(&schema)
+                .expect("c")
+                .violations(&instance)
+                .is_empty()
+        );
     }
 
     #[test]

@@ -20,7 +20,12 @@ pub trait Cache: Send + Sync {
 
     /// Stores `value` for `ttl` only if the key is absent. MUST return `true` when this call
     /// stored it and `false` when a live value already existed (atomic across replicas).
-    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, CoreError>;
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, CoreError>;
 
     /// Adds `delta` to the integer at `key` (absent counts as 0), refreshes its expiry to `ttl`
     /// and returns the new value. Atomic across replicas. MUST return `Invalid` if the stored

@@ -12,7 +12,9 @@ pub use authenticator::{Authenticator, Credentials};
 pub use cache::Cache;
 pub use clock::{Clock, IdGenerator};
 pub use item_repository::ItemRepository;
-pub use schema_source::{FetchOutcome, FetchedDocument, SchemaLocation, SchemaSource, SourceValidators};
+pub use schema_source::{
+    FetchOutcome, FetchedDocument, SchemaLocation, SchemaSource, SourceValidators,
+};
 pub use schema_store::{SchemaStore, StoredDocument, StoredKind};
 
 #[cfg(any(test, feature = "mocks"))]

@@ -1,4 +1,6 @@
-//! Helpers that give each test its own PostgreSQL database, Redis key prefix, SQLite file.
+//! Helpers that give each test its own PostgreSQL database, Redis key prefix, SQLite file,
+//! and real instances on loopback.
 
+pub mod instance;
 pub mod postgres;
 pub mod redis;

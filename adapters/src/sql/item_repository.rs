@@ -1,0 +1,150 @@
+//! `ItemRepository` on SQL.
+
+use async_trait::async_trait;
+use dpg_core::error::{CoreError, ErrorCode};
+use dpg_core::model::{Item, ItemFilter, ItemPage, PageRequest};
+use dpg_core::ports::ItemRepository;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use super::database::SqlDatabase;
+use super::entity::item::{self, Column, Entity};
+use super::errors::{is_unique_violation, storage_error};
+use super::geo::UnitVector;
+use super::item_filter::item_condition;
+
+/// Items in the `items` table of PostgreSQL or SQLite.
+#[derive(Clone)]
+pub struct SqlItemRepository {
+    conn: DatabaseConnection,
+    backend: DbBackend,
+}
+
+impl std::fmt::Debug for SqlItemRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlItemRepository")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl SqlItemRepository {
+    pub fn new(database: &SqlDatabase) -> Self {
+        SqlItemRepository {
+            conn: database.connection().clone(),
+            backend: database.db_backend(),
+        }
+    }
+}
+
+#[async_trait]
+impl ItemRepository for SqlItemRepository {
+    #[tracing::instrument(level = "debug", skip_all, fields(item_id = %item.item_id))]
+    async fn insert(&self, item: &Item) -> Result<(), CoreError> {
+        match Entity::insert(item::active_model(item))
+            .exec_without_returning(&self.conn)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if is_unique_violation(&err) => Err(CoreError::Conflict {
+                code: ErrorCode::ItemAlreadyExists,
+                message: "An item with the same type and id already exists".to_string(),
+            }),
+            Err(err) => Err(storage_error("insert item", &err)),
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %filter.network, domain = %filter.domain))]
+    async fn find(&self, filter: &ItemFilter, page: PageRequest) -> Result<ItemPage, CoreError> {
+        let total = self.count(filter).await?;
+        if total <= u64::from(page.offset) {
+            return Ok(ItemPage {
+                total,
+                items: Vec::new(),
+            });
+        }
+        let rows = Entity::find()
+            .filter(item_condition(filter, self.backend))
+            // The one global order: newest first, item_id (byte order = lowercase hex order on
+            // both databases) breaking ties, so pages never overlap or skip.
+            .order_by_desc(Column::CreatedAt)
+            .order_by_desc(Column::ItemId)
+            .limit(u64::from(page.limit))
+            .offset(u64::from(page.offset))
+            .all(&self.conn)
+            .await
+            .map_err(|e| storage_error("find items", &e))?;
+        Ok(ItemPage {
+            total,
+            items: rows.into_iter().map(item::Model::into_item).collect(),
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %filter.network, domain = %filter.domain))]
+    async fn count(&self, filter: &ItemFilter) -> Result<u64, CoreError> {
+        Entity::find()
+            .filter(item_condition(filter, self.backend))
+            .count(&self.conn)
+            .await
+            .map_err(|e| storage_error("count items", &e))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn find_owned(&self, item_id: Uuid, owner: &str) -> Result<Option<Item>, CoreError> {
+        Entity::find()
+            .filter(Column::ItemId.eq(item_id))
+            .filter(Column::CreatedBy.eq(owner))
+            .order_by_desc(Column::CreatedAt)
+            .one(&self.conn)
+            .await
+            .map(|row| row.map(item::Model::into_item))
+            .map_err(|e| storage_error("find owned item", &e))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(item_id = %item.item_id))]
+    async fn update(&self, item: &Item) -> Result<bool, CoreError> {
+        let vector = UnitVector::of_item(item.latitude, item.longitude);
+        let result = Entity::update_many()
+            .col_expr(Column::ItemState, Expr::val(item.state.clone()).into())
+            .col_expr(Column::ItemLatitude, Expr::val(item.latitude).into())
+            .col_expr(Column::ItemLongitude, Expr::val(item.longitude).into())
+            .col_expr(Column::GeoX, Expr::val(vector.map(|v| v.x)).into())
+            .col_expr(Column::GeoY, Expr::val(vector.map(|v| v.y)).into())
+            .col_expr(Column::GeoZ, Expr::val(vector.map(|v| v.z)).into())
+            .col_expr(
+                Column::UpdatedAt,
+                Expr::val(item::to_millis(item.updated_at)).into(),
+            )
+            .filter(Column::ItemNetwork.eq(item.network.as_str()))
+            .filter(Column::ItemDomain.eq(item.domain.as_str()))
+            .filter(Column::ItemType.eq(item.item_type.as_str()))
+            .filter(Column::ItemId.eq(item.item_id))
+            .filter(Column::CreatedBy.eq(item.created_by.as_str()))
+            .exec(&self.conn)
+            .await
+            .map_err(|e| storage_error("update item", &e))?;
+        Ok(result.rows_affected > 0)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn delete_owned(&self, item_id: Uuid, owner: &str) -> Result<bool, CoreError> {
+        let result = Entity::delete_many()
+            .filter(Column::ItemId.eq(item_id))
+            .filter(Column::CreatedBy.eq(owner))
+            .exec(&self.conn)
+            .await
+            .map_err(|e| storage_error("delete owned item", &e))?;
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn ping(&self) -> Result<(), CoreError> {
+        self.conn
+            .ping()
+            .await
+            .map_err(|e| storage_error("ping", &e))
+    }
+}

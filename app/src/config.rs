@@ -1,0 +1,526 @@
+//! Typed configuration from the environment, with the reference's variable names so that an
+//! operator's existing `.env` keeps working, and the embedded default when nothing is set.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dpg_core::model::{ServedBindings, base_url};
+use dpg_core::ports::SchemaLocation;
+
+/// The bundled network document of the embedded default (yellow_dot, this instance only).
+pub const DEFAULT_NETWORK_FILE: &str = "examples/dev.network.json";
+pub const BUNDLED_NETWORK: &str = include_str!("../../examples/dev.network.json");
+const DEFAULT_SERVED_DOMAINS: &str = "yellow_dot/student,yellow_dot/tutor";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    Postgres { url: Secret },
+    Sqlite { path: PathBuf },
+}
+
+impl DatabaseConfig {
+    pub fn url(&self) -> String {
+        match self {
+            DatabaseConfig::Postgres { url } => url.expose().to_string(),
+            DatabaseConfig::Sqlite { path } => format!("sqlite://{}?mode=rwc", path.display()),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DatabaseConfig::Postgres { .. } => "postgresql",
+            DatabaseConfig::Sqlite { .. } => "sqlite",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheConfig {
+    Redis { url: Secret, key_prefix: String },
+    Memory,
+}
+
+/// A value that must never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub instance_name: String,
+    pub environment: Environment,
+    /// True when `INSTANCE_ENV` was not set (development assumed, logged loudly).
+    pub environment_defaulted: bool,
+    pub base_url: String,
+    pub bind: IpAddr,
+    pub port: u16,
+    pub served: ServedBindings,
+    pub network_config_source: String,
+    pub schema_locations: Vec<SchemaLocation>,
+    pub allow_extra_schema_data: bool,
+    pub schema_refresh_interval: Duration,
+    pub schema_fetch_allow_private: bool,
+    pub schema_fetch_allowed_cidrs: Vec<String>,
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub cache: CacheConfig,
+    pub auth_enabled: bool,
+    pub body_limit_bytes: usize,
+    pub json_max_depth: usize,
+    pub local_fetch_cache_ttl: Duration,
+    pub log_json: bool,
+}
+
+impl Config {
+    /// Reads the process environment (after `.env`, which never overrides set variables).
+    pub fn from_process_env() -> Result<Config, String> {
+        let _ = dotenvy::dotenv();
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from a variable lookup; errors name the variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let (environment, environment_defaulted) = match get("INSTANCE_ENV").as_deref() {
+            None => (Environment::Development, true),
+            Some("development") => (Environment::Development, false),
+            Some("production") => (Environment::Production, false),
+            Some(other) => {
+                return Err(format!(
+                    "INSTANCE_ENV must be development or production, not \"{other}\""
+                ));
+            }
+        };
+        let development = environment == Environment::Development;
+        let port = parse_or("API_PORT", get("API_PORT"), 2742u16)?;
+        let api_domain = get("API_DOMAIN").unwrap_or_else(|| "http://127.0.0.1".to_string());
+        let base_url = base_url(&api_domain, port, development)?;
+        let default_bind = if development { "127.0.0.1" } else { "0.0.0.0" };
+        let bind = parse_or(
+            "API_BIND",
+            get("API_BIND"),
+            default_bind.parse::<IpAddr>().map_err(|e| e.to_string())?,
+        )?;
+        let served = ServedBindings::parse(
+            &get("SERVED_DOMAINS").unwrap_or_else(|| DEFAULT_SERVED_DOMAINS.to_string()),
+        )?;
+        let data_dir = PathBuf::from(get("DPG_DATA_DIR").unwrap_or_else(|| "data".to_string()));
+        let instance_name = get("INSTANCE_NAME").unwrap_or_else(|| "dpg".to_string());
+
+        let network_config_source =
+            get("NETWORK_CONFIG_SOURCE").unwrap_or_else(|| "local".to_string());
+        let schema_locations = match network_config_source.as_str() {
+            "local" => get("NETWORK_CONFIG_LOCAL_FILE")
+                .unwrap_or_else(|| DEFAULT_NETWORK_FILE.to_string())
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|path| SchemaLocation::File(path.to_string()))
+                .collect(),
+            "remote" => remote_locations(
+                get("NETWORK_CONFIG_URLS"),
+                get("SCHEMA_REGISTRY_URL"),
+                &served,
+            )?,
+            other => {
+                return Err(format!(
+                    "NETWORK_CONFIG_SOURCE must be local or remote, not \"{other}\""
+                ));
+            }
+        };
+        if schema_locations.is_empty() {
+            return Err("NETWORK_CONFIG_LOCAL_FILE lists no file".to_string());
+        }
+
+        let auth_enabled = match (environment, get("AUTH_MIDDLEWARE_ENABLED").as_deref()) {
+            (Environment::Production, Some(v)) if v != "true" => {
+                return Err(
+                    "AUTH_MIDDLEWARE_ENABLED cannot be turned off in production".to_string()
+                );
+            }
+            (Environment::Production, _) => true,
+            (Environment::Development, value) => value == Some("true"),
+        };
+
+        Ok(Config {
+            database: database_config(&get, &data_dir)?,
+            cache: cache_config(&get, &instance_name),
+            instance_name,
+            environment,
+            environment_defaulted,
+            base_url,
+            bind,
+            port,
+            served,
+            network_config_source,
+            schema_locations,
+            allow_extra_schema_data: get("ALLOW_EXTRA_SCHEMA_DATA").as_deref() == Some("true"),
+            schema_refresh_interval: Duration::from_secs(parse_or(
+                "SCHEMA_REFRESH_INTERVAL_SECONDS",
+                get("SCHEMA_REFRESH_INTERVAL_SECONDS"),
+                300u64,
+            )?),
+            schema_fetch_allow_private: match get("SCHEMA_FETCH_ALLOW_PRIVATE") {
+                Some(v) => v == "true",
+                None => development,
+            },
+            schema_fetch_allowed_cidrs: get("SCHEMA_FETCH_ALLOWED_CIDRS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            data_dir,
+            auth_enabled,
+            body_limit_bytes: parse_or(
+                "BODY_LIMIT_BYTES",
+                get("BODY_LIMIT_BYTES"),
+                1024 * 1024usize,
+            )?,
+            json_max_depth: parse_or("JSON_MAX_DEPTH", get("JSON_MAX_DEPTH"), 32usize)?,
+            local_fetch_cache_ttl: Duration::from_millis(parse_or(
+                "LOCAL_FETCH_CACHE_TTL_MS",
+                get("LOCAL_FETCH_CACHE_TTL_MS"),
+                1000u64,
+            )?),
+            log_json: get("LOG_FORMAT").as_deref() != Some("pretty"),
+        })
+    }
+
+    pub fn is_development(&self) -> bool {
+        self.environment == Environment::Development
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    name: &str,
+    value: Option<String>,
+    default: T,
+) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    match value {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse()
+            .map_err(|e| format!("{name}=\"{raw}\" is invalid: {e}")),
+    }
+}
+
+/// `DATABASE_URL`, `POSTGRES_URL` or the split `POSTGRES_*` variables select PostgreSQL;
+/// nothing selects the embedded SQLite file.
+fn database_config(
+    get: &impl Fn(&str) -> Option<String>,
+    data_dir: &std::path::Path,
+) -> Result<DatabaseConfig, String> {
+    if let Some(url) = get("DATABASE_URL") {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseConfig::Postgres {
+                url: Secret::new(url),
+            });
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            return Ok(DatabaseConfig::Sqlite {
+                path: PathBuf::from(path),
+            });
+        }
+        return Err(
+            "DATABASE_URL must start with postgres://, postgresql:// or sqlite://".to_string(),
+        );
+    }
+    if let Some(url) = get("POSTGRES_URL") {
+        return Ok(DatabaseConfig::Postgres {
+            url: Secret::new(url),
+        });
+    }
+    let split = [
+        "POSTGRES_HOST",
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+        "POSTGRES_DB",
+        "POSTGRES_PORT",
+    ];
+    if split.iter().any(|name| get(name).is_some()) {
+        let user = get("POSTGRES_USER")
+            .ok_or("POSTGRES_USER is required with the POSTGRES_* variables")?;
+        let db =
+            get("POSTGRES_DB").ok_or("POSTGRES_DB is required with the POSTGRES_* variables")?;
+        let host = get("POSTGRES_HOST").unwrap_or_else(|| "127.0.0.1".to_string());
+        let port = get("POSTGRES_PORT")
+            .or_else(|| get("DATABASE_PORT"))
+            .unwrap_or_else(|| "5432".to_string());
+        let password = get("POSTGRES_PASSWORD")
+            .map(|p| format!(":{}", percent_encode(&p)))
+            .unwrap_or_default();
+        return Ok(DatabaseConfig::Postgres {
+            url: Secret::new(format!(
+                "postgres://{}{password}@{host}:{port}/{db}",
+                percent_encode(&user)
+            )),
+        });
+    }
+    Ok(DatabaseConfig::Sqlite {
+        path: data_dir.join("dpg.db"),
+    })
+}
+
+/// `REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD` select Redis; else in-process.
+fn cache_config(get: &impl Fn(&str) -> Option<String>, instance_name: &str) -> CacheConfig {
+    let key_prefix = get("REDIS_KEY_PREFIX").unwrap_or_else(|| format!("dpg:{instance_name}:"));
+    if let Some(url) = get("REDIS_URL") {
+        return CacheConfig::Redis {
+            url: Secret::new(url),
+            key_prefix,
+        };
+    }
+    if get("REDIS_HOST").is_some() || get("REDIS_PORT").is_some() || get("REDIS_PASSWORD").is_some()
+    {
+        let host = get("REDIS_HOST").unwrap_or_else(|| "127.0.0.1".to_string());
+        let port = get("REDIS_PORT").unwrap_or_else(|| "6379".to_string());
+        let auth = get("REDIS_PASSWORD")
+            .map(|p| format!(":{}@", percent_encode(&p)))
+            .unwrap_or_default();
+        return CacheConfig::Redis {
+            url: Secret::new(format!("redis://{auth}{host}:{port}")),
+            key_prefix,
+        };
+    }
+    CacheConfig::Memory
+}
+
+/// The reference's remote list: `NETWORK_CONFIG_URLS` (`net=url,...`), else
+/// `SCHEMA_REGISTRY_URL` as a base URL (one document per served network) or a `net=url` list.
+fn remote_locations(
+    urls: Option<String>,
+    registry: Option<String>,
+    served: &ServedBindings,
+) -> Result<Vec<SchemaLocation>, String> {
+    let (variable, list) = match (urls, registry) {
+        (Some(list), _) => ("NETWORK_CONFIG_URLS", list),
+        (None, Some(list)) => ("SCHEMA_REGISTRY_URL", list),
+        (None, None) => {
+            return Err("NETWORK_CONFIG_URLS or SCHEMA_REGISTRY_URL is required when NETWORK_CONFIG_SOURCE=remote".to_string());
+        }
+    };
+    let entries: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    if variable == "SCHEMA_REGISTRY_URL" && entries.iter().all(|e| !e.contains('=')) {
+        let [base] = entries.as_slice() else {
+            return Err(
+                "SCHEMA_REGISTRY_URL must be one base URL or a list of network=url entries"
+                    .to_string(),
+            );
+        };
+        let base = url::Url::parse(&format!("{}/", base.trim_end_matches('/')))
+            .map_err(|e| format!("SCHEMA_REGISTRY_URL is not a valid URL: {e}"))?;
+        let networks = served.networks();
+        if networks.is_empty() {
+            return Err("SCHEMA_REGISTRY_URL as a base URL needs SERVED_DOMAINS".to_string());
+        }
+        return networks
+            .iter()
+            .map(|network| {
+                base.join(&format!("{network}/network.json"))
+                    .map(|u| SchemaLocation::Url(u.to_string()))
+                    .map_err(|e| format!("SCHEMA_REGISTRY_URL: {e}"))
+            })
+            .collect();
+    }
+    entries
+        .into_iter()
+        .map(|entry| {
+            let (_, url) = entry.split_once('=').ok_or_else(|| {
+                format!("Invalid {variable} entry \"{entry}\". Expected \"network=url\".")
+            })?;
+            let url = url.trim();
+            let normalized = if url.ends_with(".json") {
+                url.to_string()
+            } else {
+                format!("{}/network.json", url.trim_end_matches('/'))
+            };
+            url::Url::parse(&normalized)
+                .map(|u| SchemaLocation::Url(u.to_string()))
+                .map_err(|e| format!("Invalid {variable} entry \"{entry}\": {e}"))
+        })
+        .collect()
+}
+
+fn percent_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn nothing_set_is_the_embedded_default() {
+        let c = config(&[]).expect("defaults");
+        assert_eq!(c.environment, Environment::Development);
+        assert!(c.environment_defaulted);
+        assert_eq!(c.base_url, "http://127.0.0.1:2742");
+        assert_eq!(c.bind.to_string(), "127.0.0.1");
+        assert_eq!(
+            c.database,
+            DatabaseConfig::Sqlite {
+                path: PathBuf::from("data/dpg.db")
+            }
+        );
+        assert_eq!(c.cache, CacheConfig::Memory);
+        assert!(!c.auth_enabled);
+        assert_eq!(
+            c.schema_locations,
+            vec![SchemaLocation::File(DEFAULT_NETWORK_FILE.into())]
+        );
+        assert_eq!(c.served.iter().count(), 2);
+    }
+
+    #[test]
+    fn production_enforces_auth_and_refuses_the_switch() {
+        let c = config(&[
+            ("INSTANCE_ENV", "production"),
+            ("API_DOMAIN", "https://api.example.org"),
+        ])
+        .expect("prod");
+        assert!(c.auth_enabled);
+        assert!(!c.schema_fetch_allow_private);
+        assert_eq!(c.base_url, "https://api.example.org");
+        assert!(
+            config(&[
+                ("INSTANCE_ENV", "production"),
+                ("AUTH_MIDDLEWARE_ENABLED", "false")
+            ])
+            .is_err()
+        );
+        assert!(config(&[("INSTANCE_ENV", "staging")]).is_err());
+    }
+
+    #[test]
+    fn storage_selection_follows_the_reference_variables() {
+        let c = config(&[("POSTGRES_URL", "postgres://u@h/db")]).expect("pg");
+        assert_eq!(c.database.kind(), "postgresql");
+        let c = config(&[
+            ("POSTGRES_USER", "u"),
+            ("POSTGRES_PASSWORD", "p@ss"),
+            ("POSTGRES_DB", "d"),
+            ("DATABASE_PORT", "6000"),
+        ])
+        .expect("split");
+        assert_eq!(c.database.url(), "postgres://u:p%40ss@127.0.0.1:6000/d");
+        let c = config(&[("REDIS_HOST", "r"), ("REDIS_PASSWORD", "")]).expect("redis");
+        assert_eq!(
+            c.cache,
+            CacheConfig::Redis {
+                url: Secret::new("redis://r:6379"),
+                key_prefix: "dpg:dpg:".into()
+            }
+        );
+        assert!(config(&[("DATABASE_URL", "mysql://x")]).is_err());
+    }
+
+    #[test]
+    fn remote_sources_follow_the_reference_rules() {
+        let c = config(&[
+            ("NETWORK_CONFIG_SOURCE", "remote"),
+            (
+                "SCHEMA_REGISTRY_URL",
+                "https://registry.example.com/schemas",
+            ),
+            ("SERVED_DOMAINS", "yellow_dot/student,blue_dot/seeker"),
+        ])
+        .expect("registry base");
+        assert_eq!(
+            c.schema_locations,
+            vec![
+                SchemaLocation::Url(
+                    "https://registry.example.com/schemas/yellow_dot/network.json".into()
+                ),
+                SchemaLocation::Url(
+                    "https://registry.example.com/schemas/blue_dot/network.json".into()
+                ),
+            ]
+        );
+        let c = config(&[
+            ("NETWORK_CONFIG_SOURCE", "remote"),
+            (
+                "NETWORK_CONFIG_URLS",
+                "a=https://r.example/a.json, b=https://r.example/b",
+            ),
+        ])
+        .expect("urls");
+        assert_eq!(
+            c.schema_locations,
+            vec![
+                SchemaLocation::Url("https://r.example/a.json".into()),
+                SchemaLocation::Url("https://r.example/b/network.json".into()),
+            ]
+        );
+        let err = config(&[
+            ("NETWORK_CONFIG_SOURCE", "remote"),
+            ("NETWORK_CONFIG_URLS", "https://r.example/a.json"),
+        ])
+        .expect_err("entry without name");
+        assert!(err.contains("Expected \"network=url\""), "{err}");
+        assert!(config(&[("NETWORK_CONFIG_SOURCE", "remote")]).is_err());
+    }
+
+    #[test]
+    fn local_file_accepts_a_comma_list() {
+        let c = config(&[("NETWORK_CONFIG_LOCAL_FILE", "a.json, b.json")]).expect("list");
+        assert_eq!(
+            c.schema_locations,
+            vec![
+                SchemaLocation::File("a.json".into()),
+                SchemaLocation::File("b.json".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = config(&[("POSTGRES_URL", "postgres://u:hunter2@h/db")]).expect("pg");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,274 @@
+//! The composition root: adapters wired into the core services, the HTTP app, background
+//! workers, start-up and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use dpg_adapters::fs::{DiskSchemaStore, FileSchemaSource, MirroredSchemaStore};
+use dpg_adapters::http::{HttpSchemaSource, HttpSourceConfig, SchemaSourceRouter};
+use dpg_adapters::identity::{DevelopmentAuthenticator, NoAccountsAuthenticator};
+use dpg_adapters::memory::MemoryCache;
+use dpg_adapters::metered_cache::MeteredCache;
+use dpg_adapters::redis::RedisCache;
+use dpg_adapters::sql::{SqlDatabase, SqlItemRepository, SqlSchemaStore};
+use dpg_adapters::system::{SystemClock, UuidV7Generator};
+use dpg_core::model::InstanceIdentity;
+use dpg_core::network::{CatalogHandle, CatalogOrigin, NetworkCatalog, SchemaCompiler};
+use dpg_core::ports::{Authenticator, Cache, Clock, ItemRepository, SchemaLocation};
+use dpg_core::services::{
+    HealthService, ItemService, ItemServiceDeps, NetworkSchemaService, SchemaServiceDeps,
+};
+use dpg_openapi::{ApiState, BodyLimits, HttpSettings};
+use poem::endpoint::BoxEndpoint;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::{EndpointExt, Response, Server};
+
+use crate::config::{BUNDLED_NETWORK, CacheConfig, Config, DEFAULT_NETWORK_FILE};
+use crate::telemetry;
+
+/// A wired instance, ready to serve.
+pub struct Instance {
+    pub config: Config,
+    pub database: SqlDatabase,
+    pub schemas: Arc<NetworkSchemaService>,
+    app: BoxEndpoint<'static, Response>,
+}
+
+impl Instance {
+    /// Connects storage, runs migrations, loads the network documents and builds the app.
+    pub async fn build(mut config: Config) -> anyhow::Result<Instance> {
+        if config.environment_defaulted {
+            tracing::warn!(
+                "INSTANCE_ENV is not set: running in DEVELOPMENT mode (auth off unless AUTH_MIDDLEWARE_ENABLED=true)"
+            );
+        }
+        use_bundled_network_when_absent(&mut config)?;
+        tracing::info!(
+            database = config.database.kind(),
+            cache = match config.cache { CacheConfig::Redis { .. } => "redis", CacheConfig::Memory => "memory" },
+            base_url = %config.base_url,
+            served = ?config.served.iter().map(|b| b.key()).collect::<Vec<_>>(),
+            "starting instance"
+        );
+
+        let database = SqlDatabase::connect(&config.database.url())
+            .await
+            .with_context(|| format!("cannot open the {} database", config.database.kind()))?;
+        database
+            .migrate()
+            .await
+            .context("database migration failed")?;
+
+        let cache: Arc<dyn Cache> = match &config.cache {
+            CacheConfig::Redis { url, key_prefix } => Arc::new(MeteredCache::new(
+                RedisCache::new(url.expose(), key_prefix.clone())
+                    .context("invalid Redis configuration")?,
+                "redis",
+            )),
+            CacheConfig::Memory => Arc::new(MeteredCache::new(MemoryCache::new(), "memory")),
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let identity = Arc::new(InstanceIdentity {
+            base_url: config.base_url.clone(),
+            name: config.instance_name.clone(),
+            served: config.served.clone(),
+        });
+        let catalog = Arc::new(CatalogHandle::new(NetworkCatalog::empty(clock.now())));
+        let http_source = HttpSchemaSource::new(HttpSourceConfig {
+            allow_private: config.schema_fetch_allow_private,
+            allowed_cidrs: config
+                .schema_fetch_allowed_cidrs
+                .iter()
+                .map(|cidr| cidr.parse())
+                .collect::<Result<_, _>>()
+                .context("SCHEMA_FETCH_ALLOWED_CIDRS must list CIDR blocks")?,
+            ..HttpSourceConfig::default()
+        })?;
+        let source = Arc::new(SchemaSourceRouter::new(
+            Arc::new(FileSchemaSource::new()),
+            Arc::new(http_source),
+        ));
+        let store = Arc::new(MirroredSchemaStore::new(
+            Arc::new(SqlSchemaStore::new(&database)),
+            DiskSchemaStore::new(config.data_dir.join("schema-cache")),
+        ));
+        let schemas = Arc::new(NetworkSchemaService::new(SchemaServiceDeps {
+            source,
+            store,
+            clock: clock.clone(),
+            identity: identity.clone(),
+            catalog: catalog.clone(),
+            compiler: SchemaCompiler::new(config.allow_extra_schema_data),
+            locations: config.schema_locations.clone(),
+        }));
+        match schemas
+            .boot()
+            .await
+            .context("no network document could be loaded")?
+        {
+            CatalogOrigin::Sources => tracing::info!("network documents loaded from their sources"),
+            CatalogOrigin::LastGoodCopy { saved_at } => {
+                tracing::warn!(%saved_at, "BOOTED FROM THE LAST GOOD COPY of the network documents")
+            }
+        }
+
+        let repository: Arc<dyn ItemRepository> = Arc::new(SqlItemRepository::new(&database));
+        let items = Arc::new(ItemService::new(ItemServiceDeps {
+            repository: repository.clone(),
+            cache: cache.clone(),
+            catalog: catalog.clone(),
+            clock,
+            ids: Arc::new(UuidV7Generator),
+            identity: identity.clone(),
+            local_fetch_ttl: config.local_fetch_cache_ttl,
+        }));
+        let authenticator: Arc<dyn Authenticator> = if config.auth_enabled {
+            Arc::new(NoAccountsAuthenticator)
+        } else {
+            Arc::new(DevelopmentAuthenticator)
+        };
+        let state = Arc::new(ApiState {
+            items,
+            schemas: schemas.clone(),
+            health: Arc::new(HealthService::new(repository, cache, catalog)),
+            identity,
+            authenticator,
+            network_config_source: config.network_config_source.clone(),
+        });
+        let metrics = telemetry::metrics_handle();
+        let pool_db = database.clone();
+        let app = dpg_openapi::app(
+            state,
+            HttpSettings {
+                limits: BodyLimits {
+                    max_bytes: config.body_limit_bytes,
+                    max_depth: config.json_max_depth,
+                },
+                server_url: config.base_url.clone(),
+                metrics: Some(Arc::new(move || {
+                    let stats = pool_db.pool_stats();
+                    metrics::gauge!("dpg_db_pool_connections", "state" => "in_use")
+                        .set(stats.in_use);
+                    metrics::gauge!("dpg_db_pool_connections", "state" => "idle").set(stats.idle);
+                    metrics::gauge!("dpg_db_pool_connections", "state" => "max").set(stats.max);
+                    metrics.render()
+                })),
+            },
+        );
+        Ok(Instance {
+            config,
+            database,
+            schemas,
+            app: app.boxed(),
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests
+    /// (bounded) and closes the database pool. The schema refresher runs meanwhile.
+    pub async fn serve(
+        self,
+        listener: Listening,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let refresher = tokio::spawn(refresh_periodically(
+            self.schemas.clone(),
+            self.config.schema_refresh_interval,
+        ));
+        tracing::info!(address = %listener.local_addr, base_url = %self.config.base_url, "listening");
+        let result = Server::new_with_acceptor(listener.acceptor)
+            .run_with_graceful_shutdown(self.app, shutdown, Some(Duration::from_secs(10)))
+            .await;
+        refresher.abort();
+        self.database.close().await;
+        tracing::info!("stopped");
+        result.context("server error")
+    }
+}
+
+/// A bound listening socket; bind first to learn the port (port 0 picks a free one).
+pub struct Listening {
+    acceptor: poem::listener::TcpAcceptor,
+    pub local_addr: SocketAddr,
+}
+
+impl Listening {
+    pub async fn bind(addr: SocketAddr) -> anyhow::Result<Listening> {
+        let acceptor = TcpListener::bind(addr.to_string())
+            .into_acceptor()
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local_addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .context("listener has no socket address")?;
+        Ok(Listening {
+            acceptor,
+            local_addr,
+        })
+    }
+}
+
+/// Reloads the network documents with conditional requests at a fixed interval. A failure
+/// keeps the documents in force (the core service guarantees it) and is logged.
+async fn refresh_periodically(schemas: Arc<NetworkSchemaService>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        match schemas.refresh().await {
+            Ok(report) => {
+                metrics::counter!("dpg_schema_reloads_total", "outcome" => if report.changed { "changed" } else { "unchanged" })
+                    .increment(1);
+            }
+            Err(err) => {
+                metrics::counter!("dpg_schema_reloads_total", "outcome" => "failed").increment(1);
+                tracing::warn!(error = %err, "network document refresh failed; the previous documents stay in force");
+            }
+        }
+    }
+}
+
+/// `cargo run` from anywhere: when the default network file is not where it is expected,
+/// the copy compiled into the binary is written to the data directory and used.
+fn use_bundled_network_when_absent(config: &mut Config) -> anyhow::Result<()> {
+    let default = [SchemaLocation::File(DEFAULT_NETWORK_FILE.to_string())];
+    if config.schema_locations != default || PathBuf::from(DEFAULT_NETWORK_FILE).exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("dev.network.json");
+    std::fs::write(&path, BUNDLED_NETWORK)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "using the bundled development network document");
+    config.schema_locations = vec![SchemaLocation::File(path.display().to_string())];
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}
