@@ -13,6 +13,7 @@ pub mod state;
 use std::sync::Arc;
 
 use poem::endpoint::make_sync;
+use poem::middleware::CatchPanic;
 use poem::web::Html;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Response, Route};
 
@@ -61,6 +62,13 @@ pub fn app(state: Arc<ApiState>, settings: HttpSettings) -> impl Endpoint<Output
     route
         .nest("/", api.into_endpoint())
         .data(state)
+        .with(CatchPanic::new().with_handler(|_| {
+            tracing::error!("handler panicked");
+            error::json_response(
+                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+                &error::ErrorBody::application("INTERNAL_SERVER_ERROR", "Internal server error"),
+            )
+        }))
         .around(move |inner, req| middleware::request_context(inner, req, limits))
 }
 

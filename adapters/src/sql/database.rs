@@ -199,7 +199,9 @@ fn postgres_options(url: &str, settings: &PoolSettings) -> Result<ConnectOptions
         .min_connections(1)
         .idle_timeout(Duration::from_secs(600))
         .max_lifetime(Duration::from_secs(1800))
-        .set_application_name("dpg");
+        .set_application_name("dpg")
+        // A database that stops answering mid-query must not hold a request forever.
+        .map_sqlx_postgres_opts(|pg| pg.options([("statement_timeout", "30s")]));
     Ok(options)
 }
 
@@ -295,6 +297,19 @@ mod tests {
         let stats = db.pool_stats();
         assert_eq!(stats.max, 4);
         assert!(stats.in_use + stats.idle <= stats.max);
+    }
+
+    #[tokio::test]
+    async fn in_memory_sqlite_keeps_its_schema_on_one_connection() {
+        let db = SqlDatabase::connect("sqlite::memory:")
+            .await
+            .expect("connects");
+        db.migrate().await.expect("migrates");
+        db.migrate().await.expect("migrates again");
+        assert_eq!(db.pool_stats().max, 1);
+        let store = crate::sql::SqlSchemaStore::new(&db);
+        use dpg_core::ports::SchemaStore;
+        assert_eq!(store.load().await.expect("table exists"), Vec::new());
     }
 
     #[tokio::test]

@@ -109,15 +109,15 @@ impl ItemRepository for SqlItemRepository {
     async fn update(&self, item: &Item) -> Result<bool, CoreError> {
         let vector = UnitVector::of_item(item.latitude, item.longitude);
         let result = Entity::update_many()
-            .col_expr(Column::ItemState, Expr::val(item.state.clone()).into())
-            .col_expr(Column::ItemLatitude, Expr::val(item.latitude).into())
-            .col_expr(Column::ItemLongitude, Expr::val(item.longitude).into())
-            .col_expr(Column::GeoX, Expr::val(vector.map(|v| v.x)).into())
-            .col_expr(Column::GeoY, Expr::val(vector.map(|v| v.y)).into())
-            .col_expr(Column::GeoZ, Expr::val(vector.map(|v| v.z)).into())
+            .col_expr(Column::ItemState, Expr::val(item.state.clone()))
+            .col_expr(Column::ItemLatitude, Expr::val(item.latitude))
+            .col_expr(Column::ItemLongitude, Expr::val(item.longitude))
+            .col_expr(Column::GeoX, Expr::val(vector.map(|v| v.x)))
+            .col_expr(Column::GeoY, Expr::val(vector.map(|v| v.y)))
+            .col_expr(Column::GeoZ, Expr::val(vector.map(|v| v.z)))
             .col_expr(
                 Column::UpdatedAt,
-                Expr::val(item::to_millis(item.updated_at)).into(),
+                Expr::val(item::to_millis(item.updated_at)),
             )
             .filter(Column::ItemNetwork.eq(item.network.as_str()))
             .filter(Column::ItemDomain.eq(item.domain.as_str()))

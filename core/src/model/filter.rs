@@ -31,6 +31,26 @@ impl ItemFilter {
         }
     }
 
+    /// Refuses strings storage cannot compare (NUL characters) as a client error.
+    pub fn check_text(&self) -> Result<(), CoreError> {
+        for (field, value) in [
+            ("item_network", Some(&self.network)),
+            ("item_domain", Some(&self.domain)),
+            ("item_type", self.item_type.as_ref()),
+            ("item_instance_url", self.instance_url.as_ref()),
+            ("item_schema_url", self.schema_url.as_ref()),
+            ("created_by", self.created_by.as_ref()),
+        ] {
+            if let Some(value) = value {
+                super::reject_nul(field, value)?;
+            }
+        }
+        if let Some(state) = &self.state {
+            super::reject_nul_in_json("item_state", &state.to_value())?;
+        }
+        Ok(())
+    }
+
     /// True when `item` satisfies every condition. The storage adapters implement the same
     /// semantics in SQL; this is the reference they are tested against.
     pub fn matches(&self, item: &super::Item) -> bool {

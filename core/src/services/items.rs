@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::error::{CoreError, ErrorCode};
 use crate::model::{
     Binding, Caller, GeoRadius, InstanceIdentity, Item, ItemChanges, ItemFilter, ItemPage, NewItem,
-    PageRequest,
+    PageRequest, reject_nul_in_json,
 };
 use crate::network::CatalogHandle;
 use crate::ports::{Cache, Clock, IdGenerator, ItemRepository};
@@ -50,6 +50,7 @@ impl ItemService {
             .compiled()
             .map_err(|message| CoreError::invalid(ErrorCode::InvalidItemState, message))?;
         let state = new.state.unwrap_or(serde_json::Value::Null);
+        reject_nul_in_json("item_state", &state)?;
         compiled.check(&state, "item_state", ErrorCode::InvalidItemState)?;
         check_coordinates(new.latitude, new.longitude)?;
         let now = self.deps.clock.now();
@@ -81,6 +82,7 @@ impl ItemService {
     ) -> Result<ItemPage, CoreError> {
         self.ensure_served(&filter.network, &filter.domain)?;
         filter.created_by = Some(caller.user_id.clone());
+        filter.check_text()?;
         let key = self.page_key(&filter, page).await;
         if let Some(key) = &key
             && let Some(hit) = self.cached_page(key).await
@@ -126,6 +128,7 @@ impl ItemService {
             let compiled = schema
                 .compiled()
                 .map_err(|message| CoreError::invalid(ErrorCode::InvalidItemState, message))?;
+            reject_nul_in_json("item_state", &state)?;
             compiled.check(&state, "item_state", ErrorCode::InvalidItemState)?;
             item.state = state;
         }

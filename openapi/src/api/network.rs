@@ -97,7 +97,11 @@ impl NetworkSchemaApi {
         req: &Request,
     ) -> Result<Json<RefetchOut>, ApiError> {
         caller(state, req).await?;
-        let report = state.schemas.reload().await.map_err(reload_error)?;
+        let report = state.schemas.reload().await.map_err(|err| {
+            metrics::counter!("dpg_schema_reloads_total", "outcome" => "failed").increment(1);
+            reload_error(err)
+        })?;
+        metrics::counter!("dpg_schema_reloads_total", "outcome" => "changed").increment(1);
         Ok(Json(RefetchOut {
             refreshed: true,
             schema_count: report.schema_count as u64,

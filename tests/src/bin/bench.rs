@@ -1,1 +1,281 @@
-fn main() {}
+//! `bench`: throughput, latency and memory of the release `dpg` binary, next to what this
+//! machine's PostgreSQL and HTTP stack can do. The numbers are outputs, never assertions.
+
+#[path = "../bench/child.rs"]
+mod child;
+#[path = "../bench/db.rs"]
+mod db;
+#[path = "../bench/load.rs"]
+mod load;
+#[path = "../bench/pgbench.rs"]
+mod pgbench;
+#[path = "../bench/phases.rs"]
+mod phases;
+#[path = "../bench/report.rs"]
+mod report;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use dpg_adapters::redis::RedisCache;
+use dpg_core::ports::Cache;
+use uuid::Uuid;
+
+use child::DpgChild;
+use db::ScratchDatabase;
+use phases::{BackendReport, Settings};
+
+const ABOUT: &str = "Benchmark the release dpg binary against this machine's own limits";
+
+const LONG_ABOUT: &str = "\
+Benchmark the release dpg binary against this machine's own limits.
+
+Builds nothing: it runs target/release/dpg (next to this binary), so build it first with
+  cargo build --release -p dpg-app
+and run this command in release mode too (the load generator runs in this process):
+  cargo run --release -p dpg-tests --bin bench -- [OPTIONS]
+
+For each backend it starts dpg as a child process on a free loopback port with its own
+temporary data directory (INSTANCE_ENV=development, LOG_FORMAT=pretty, RUST_LOG=warn,
+NETWORK_CONFIG_LOCAL_FILE=examples/dev.network.json):
+  embedded  SQLite in the data directory and the in-process cache (no DATABASE_URL/REDIS_URL);
+  postgres  a fresh database dpg_bench_<random> (dropped at the end) and Redis under a unique
+            REDIS_KEY_PREFIX (its keys removed at the end).
+Then, with --concurrency keep-alive workers: GET /health/live for --seconds (the HTTP stack's
+ceiling), --items POST /api/v1/item/create of profile_1.0 students over 10 users, cold
+GET /api/v1/item/fetch for --seconds (every query distinct, so the 1 s fetch cache misses),
+warm GET /api/v1/item/fetch (one query) for --seconds; VmRSS right after ready and after
+the load. pgbench (-c <concurrency> -j 2 -T <seconds>) measures a single-row jsonb INSERT and
+a primary-key SELECT on a scratch database.
+
+Prints a markdown table (requests/s, p50, p99, errors per measurement) and the project's
+goals. Failed requests are reported, never hidden; the command fails only when something
+could not run (dpg or pgbench missing, an instance that does not start, PostgreSQL down).";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendChoice {
+    Embedded,
+    Postgres,
+    Both,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "bench", about = ABOUT, long_about = LONG_ABOUT)]
+struct Args {
+    /// Items to create (spread over 10 users).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    items: u64,
+    /// Concurrent keep-alive workers (and pgbench clients).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    concurrency: u64,
+    /// Duration of every timed phase (baseline, cold fetch, warm fetch, each pgbench run).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    seconds: u64,
+    /// Which storage to run dpg on.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
+    backend: BackendChoice,
+    /// PostgreSQL server (any existing database) for the scratch databases.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres_url: String,
+    /// Redis of the postgres backend.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// The dpg binary (default: `dpg` next to this binary, else <repo>/target/release/dpg).
+    #[arg(long)]
+    dpg: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    dpg_tests::support::instance::install_crypto_provider();
+    let command: Vec<String> = std::env::args().collect();
+    println!("# dpg benchmark\n");
+    println!("- command: `{}`", command.join(" "));
+    println!(
+        "- settings: --items {} --concurrency {} --seconds {} --backend {:?}",
+        args.items, args.concurrency, args.seconds, args.backend
+    );
+    println!("- machine: {}", report::machine());
+    if cfg!(debug_assertions) {
+        println!("- WARNING: this is a debug build of the load generator; use --release");
+    }
+
+    let dpg = dpg_binary(args.dpg.as_deref())?;
+    println!("- dpg binary: {}", dpg.display());
+    let network = repo_root()?.join("examples/dev.network.json");
+    let pgbench = pgbench::locate()
+        .context("pgbench was not found (/usr/bin/pgbench or PATH); install postgresql-client")?;
+    println!("- pgbench: {}\n", pgbench.display());
+
+    let concurrency = usize::try_from(args.concurrency)?;
+    let settings = Settings {
+        items: args.items,
+        concurrency,
+        seconds: args.seconds,
+    };
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(concurrency)
+        .tcp_nodelay(true)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("could not build the HTTP client")?;
+
+    let mut failures: Vec<String> = Vec::new();
+    eprintln!("[pgbench] INSERT and SELECT, {} s each ...", args.seconds);
+    let pgbench_runs =
+        match pgbench::run_all(&pgbench, &args.postgres_url, concurrency, args.seconds).await {
+            Ok(runs) => runs,
+            Err(error) => {
+                failures.push(format!("pgbench: {error:#}"));
+                Vec::new()
+            }
+        };
+
+    let mut reports = Vec::new();
+    for backend in match args.backend {
+        BackendChoice::Embedded => vec!["embedded"],
+        BackendChoice::Postgres => vec!["postgres"],
+        BackendChoice::Both => vec!["embedded", "postgres"],
+    } {
+        let mut report = BackendReport {
+            backend,
+            ..BackendReport::default()
+        };
+        let outcome = if backend == "postgres" {
+            run_postgres(&args, &dpg, &network, &client, settings, &mut report).await
+        } else {
+            run_instance(&dpg, &network, &[], &client, settings, &mut report).await
+        };
+        if let Err(error) = outcome {
+            failures.push(format!("{backend}: {error:#}"));
+        }
+        reports.push(report);
+    }
+
+    let rows = report::rows(&pgbench_runs, &reports, args.seconds);
+    println!("## Measurements\n");
+    println!("{}", report::measurement_table(&rows));
+    println!("## Goals\n");
+    println!("{}", report::goals_table(&pgbench_runs, &reports));
+    let errors = report::errors_section(&pgbench_runs, &reports);
+    if errors.is_empty() {
+        println!("No request failed.");
+    } else {
+        println!("## ERRORS (non-2xx or failed requests)\n\n{errors}");
+        eprintln!("SOME REQUESTS FAILED: see the ERRORS section of the report");
+    }
+    if !failures.is_empty() {
+        println!("\n## Could not run\n");
+        for failure in &failures {
+            println!("- {failure}");
+        }
+        bail!("{} part(s) of the benchmark could not run", failures.len());
+    }
+    Ok(())
+}
+
+/// Starts one instance, measures it and stops it (also when a phase fails).
+async fn run_instance(
+    dpg: &Path,
+    network: &Path,
+    env: &[(String, String)],
+    client: &reqwest::Client,
+    settings: Settings,
+    report: &mut BackendReport,
+) -> anyhow::Result<()> {
+    eprintln!("[{}] starting {} ...", report.backend, dpg.display());
+    let instance = DpgChild::start(dpg, network, env, client)
+        .await
+        .context("the dpg instance did not start")?;
+    eprintln!(
+        "[{}] ready at {} (pid {})",
+        report.backend,
+        instance.base_url,
+        instance.pid()
+    );
+    let measured = phases::measure(&instance, client, settings, report).await;
+    let log_tail = instance.log_tail(10);
+    let stopped = instance.stop().await;
+    eprintln!(
+        "[{}] dpg {}",
+        report.backend,
+        stopped.as_deref().unwrap_or("could not be stopped")
+    );
+    if !log_tail.trim().is_empty() {
+        eprintln!("[{}] last dpg log lines:\n{log_tail}", report.backend);
+    }
+    measured?;
+    stopped.map(|_| ())
+}
+
+/// The postgres backend: a fresh database and Redis prefix around [`run_instance`].
+async fn run_postgres(
+    args: &Args,
+    dpg: &Path,
+    network: &Path,
+    client: &reqwest::Client,
+    settings: Settings,
+    report: &mut BackendReport,
+) -> anyhow::Result<()> {
+    let database = ScratchDatabase::create(&args.postgres_url, "").await?;
+    let key_prefix = format!("dpg-bench:{}:", Uuid::new_v4().simple());
+    eprintln!(
+        "[postgres] database {}, Redis key prefix {key_prefix}",
+        database.name
+    );
+    let env = vec![
+        ("DATABASE_URL".to_string(), database.url.to_string()),
+        ("REDIS_URL".to_string(), args.redis_url.clone()),
+        ("REDIS_KEY_PREFIX".to_string(), key_prefix.clone()),
+    ];
+    let outcome = run_instance(dpg, network, &env, client, settings, report).await;
+    let dropped = database.drop_now().await;
+    let cleaned = clear_redis(&args.redis_url, &key_prefix).await;
+    outcome?;
+    dropped?;
+    cleaned
+}
+
+async fn clear_redis(url: &str, key_prefix: &str) -> anyhow::Result<()> {
+    let cache = RedisCache::new(url, key_prefix).context("--redis-url is not a valid URL")?;
+    cache
+        .delete_prefix("")
+        .await
+        .map_err(|error| anyhow::anyhow!("could not remove the Redis keys: {error}"))?;
+    Ok(())
+}
+
+/// The repository root (this crate's parent directory).
+fn repo_root() -> anyhow::Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize()
+        .with_context(|| format!("repository root {} not found", root.display()))
+}
+
+/// `--dpg`, else `dpg` next to this binary, else `<repo>/target/release/dpg`.
+fn dpg_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        if path.is_file() {
+            return Ok(path.to_path_buf());
+        }
+        bail!("--dpg {} does not exist", path.display());
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("dpg")))
+        .filter(|path| path.is_file() && path.parent().is_some_and(|d| d.ends_with("release")));
+    if let Some(path) = beside {
+        return Ok(path);
+    }
+    let fallback = repo_root()?.join("target/release/dpg");
+    if fallback.is_file() {
+        return Ok(fallback);
+    }
+    bail!(
+        "{} is missing: build it first with `cargo build --release -p dpg-app`",
+        fallback.display()
+    )
+}

@@ -124,16 +124,16 @@ async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
 /// a subdirectory that does not exist yet, as a first start would find it.
 #[derive(Debug)]
 pub struct TestSqlite {
-    _dir: TempDir,
+    dir: TempDir,
     url: String,
 }
 
 impl TestSqlite {
     pub fn create() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("could not create a temporary directory")?;
-        let path = dir.path().join("data").join("dpg.sqlite");
+        let path = dir.path().join(SQLITE_SUBDIRECTORY).join("dpg.sqlite");
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        Ok(TestSqlite { _dir: dir, url })
+        Ok(TestSqlite { dir, url })
     }
 
     pub fn url(&self) -> &str {
@@ -152,10 +152,14 @@ impl TestSqlite {
         Ok(db)
     }
 
+    /// Runs SQL directly, before or after the program opened the file.
     pub async fn execute(&self, sql: &str) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.dir.path().join(SQLITE_SUBDIRECTORY))?;
         execute(&self.url, sql).await
     }
 }
+
+const SQLITE_SUBDIRECTORY: &str = "data";
 
 /// Either kind of test database, so that one suite runs against both.
 #[derive(Debug)]
@@ -195,7 +199,10 @@ impl TestDatabase {
     }
 
     pub async fn execute(&self, sql: &str) -> anyhow::Result<()> {
-        execute(self.url(), sql).await
+        match self {
+            TestDatabase::Postgres(db) => db.execute(sql).await,
+            TestDatabase::Sqlite(db) => db.execute(sql).await,
+        }
     }
 }
 

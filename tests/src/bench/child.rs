@@ -1,0 +1,176 @@
+//! The release `dpg` binary as a child process: its own temporary data directory, a free
+//! loopback port, readiness polling, resident memory from `/proc`, and SIGTERM at the end.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+/// How long an instance may take to answer `GET /health/ready` with 200.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stopped instance may take to drain after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A running `dpg` child process.
+pub struct DpgChild {
+    child: Child,
+    pid: u32,
+    pub base_url: String,
+    log_path: PathBuf,
+    _data_dir: TempDir,
+}
+
+impl DpgChild {
+    /// Starts `binary` with the embedded-default environment plus `env`, and waits until it
+    /// is ready. On failure the child is killed and the error carries the end of its log.
+    pub async fn start(
+        binary: &Path,
+        network_file: &Path,
+        env: &[(String, String)],
+        client: &reqwest::Client,
+    ) -> anyhow::Result<DpgChild> {
+        let data_dir = tempfile::Builder::new()
+            .prefix("dpg-bench-")
+            .tempdir()
+            .context("could not create a temporary data directory")?;
+        let port = free_port()?;
+        let log_path = data_dir.path().join("dpg.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("could not create {}", log_path.display()))?;
+        let log_err = log.try_clone().context("could not share the log file")?;
+        let mut command = Command::new(binary);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("API_PORT", port.to_string())
+            .env("DPG_DATA_DIR", data_dir.path())
+            .env("NETWORK_CONFIG_LOCAL_FILE", network_file)
+            .env("INSTANCE_ENV", "development")
+            .env("LOG_FORMAT", "pretty")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // The data directory as working directory: no `.env` of the repository applies.
+            .current_dir(data_dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .with_context(|| format!("could not start {}", binary.display()))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow!("the dpg child exited before it could be observed"))?;
+        let mut instance = DpgChild {
+            child,
+            pid,
+            base_url: format!("http://127.0.0.1:{port}"),
+            log_path,
+            _data_dir: data_dir,
+        };
+        if let Err(error) = instance.wait_ready(client).await {
+            let tail = instance.log_tail(30);
+            let _ = instance.stop().await;
+            bail!("{error:#}\n--- last lines of the dpg log ---\n{tail}");
+        }
+        Ok(instance)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    async fn wait_ready(&mut self, client: &reqwest::Client) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let url = self.url("/health/ready");
+        let mut last = String::from("no answer yet");
+        while started.elapsed() < READY_TIMEOUT {
+            if let Some(status) = self.child.try_wait().context("could not poll the child")? {
+                bail!("dpg exited during start-up ({status})");
+            }
+            match client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => last = format!("HTTP {}", response.status()),
+                Err(error) => last = error.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "dpg was not ready within {} s (last answer of GET /health/ready: {last})",
+            READY_TIMEOUT.as_secs()
+        )
+    }
+
+    /// Resident memory (`VmRSS`) of the child, in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let path = format!("/proc/{}/status", self.pid);
+        let status =
+            std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| anyhow!("no VmRSS line in {path}"))
+    }
+
+    /// The last `lines` lines of the child's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        match std::fs::read_to_string(&self.log_path) {
+            Ok(text) => {
+                let all: Vec<&str> = text.lines().collect();
+                all[all.len().saturating_sub(lines)..].join("\n")
+            }
+            Err(error) => format!("(log unreadable: {error})"),
+        }
+    }
+
+    /// Sends SIGTERM to the child's PID and waits for it to exit (SIGKILL after a timeout).
+    /// Returns how it ended.
+    pub async fn stop(mut self) -> anyhow::Result<String> {
+        if let Some(status) = self.child.try_wait().context("could not poll the child")? {
+            return Ok(format!("had already exited ({status})"));
+        }
+        let signalled = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .context("could not run kill")?;
+        if !signalled.success() {
+            bail!("kill -TERM {} failed ({signalled})", self.pid);
+        }
+        match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
+            Ok(status) => Ok(format!(
+                "stopped after SIGTERM ({})",
+                status.context("could not wait for the child")?
+            )),
+            Err(_) => {
+                self.child
+                    .kill()
+                    .await
+                    .context("could not kill the child")?;
+                Ok(format!(
+                    "did not stop within {} s of SIGTERM and was killed",
+                    STOP_TIMEOUT.as_secs()
+                ))
+            }
+        }
+    }
+}
+
+/// A loopback port that is free now (the listener is closed before the child binds it).
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .context("could not find a free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}

@@ -1,0 +1,184 @@
+//! The in-process load generator: `concurrency` workers sharing one keep-alive client, every
+//! request's latency recorded. Any transport failure or non-2xx status is an error.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+
+/// When a phase ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    /// After this many requests in total.
+    Requests(u64),
+    /// After this long; requests already started complete.
+    Elapsed(Duration),
+}
+
+/// How many failures each phase keeps verbatim for the report.
+const ERROR_SAMPLES: usize = 5;
+
+/// What one phase measured.
+#[derive(Debug, Default)]
+pub struct Measured {
+    pub requests: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Latency of every request, successful or not, in microseconds, sorted.
+    pub latencies_us: Vec<u64>,
+    /// The first failures seen (status and start of the body, or the transport error).
+    pub error_samples: Vec<String>,
+}
+
+impl Measured {
+    /// Requests per second over the whole phase.
+    pub fn rate(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 {
+            self.requests as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+
+    pub fn percentile_ms(&self, quantile: f64) -> Option<f64> {
+        percentile_ms(&self.latencies_us, quantile)
+    }
+}
+
+/// The nearest-rank percentile of sorted microsecond latencies, in milliseconds.
+pub fn percentile_ms(sorted_us: &[u64], quantile: f64) -> Option<f64> {
+    if sorted_us.is_empty() {
+        return None;
+    }
+    let rank = (quantile * sorted_us.len() as f64).ceil() as usize;
+    let index = rank.clamp(1, sorted_us.len()) - 1;
+    sorted_us.get(index).map(|us| *us as f64 / 1000.0)
+}
+
+#[derive(Default)]
+struct Tally {
+    requests: u64,
+    errors: u64,
+    latencies_us: Vec<u64>,
+    error_samples: Vec<String>,
+}
+
+/// Runs `request(client, n)` for n = 0, 1, 2 ... on `concurrency` workers until `until`.
+/// Every n is used exactly once, so a phase can make each request distinct.
+pub async fn run<F>(
+    client: &reqwest::Client,
+    concurrency: usize,
+    until: Until,
+    request: F,
+) -> anyhow::Result<Measured>
+where
+    F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            tokio::spawn(worker(
+                client.clone(),
+                Arc::clone(&request),
+                Arc::clone(&next),
+                until,
+                started,
+            ))
+        })
+        .collect();
+    let mut measured = Measured::default();
+    for handle in workers {
+        let tally = handle
+            .await
+            .map_err(|error| anyhow!("a load worker stopped abnormally: {error}"))?;
+        measured.requests += tally.requests;
+        measured.errors += tally.errors;
+        measured.latencies_us.extend(tally.latencies_us);
+        for sample in tally.error_samples {
+            if measured.error_samples.len() < ERROR_SAMPLES {
+                measured.error_samples.push(sample);
+            }
+        }
+    }
+    measured.elapsed = started.elapsed();
+    measured.latencies_us.sort_unstable();
+    Ok(measured)
+}
+
+async fn worker<F>(
+    client: reqwest::Client,
+    request: Arc<F>,
+    next: Arc<AtomicU64>,
+    until: Until,
+    started: Instant,
+) -> Tally
+where
+    F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let mut tally = Tally::default();
+    loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let done = match until {
+            Until::Requests(total) => n >= total,
+            Until::Elapsed(duration) => started.elapsed() >= duration,
+        };
+        if done {
+            return tally;
+        }
+        let sent = Instant::now();
+        let outcome = send(request(&client, n)).await;
+        tally
+            .latencies_us
+            .push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+        tally.requests += 1;
+        if let Err(failure) = outcome {
+            tally.errors += 1;
+            if tally.error_samples.len() < ERROR_SAMPLES {
+                tally.error_samples.push(failure);
+            }
+        }
+    }
+}
+
+/// Sends one request and reads the whole body (so that the connection is reused).
+async fn send(request: reqwest::RequestBuilder) -> Result<(), String> {
+    let response = request
+        .send()
+        .await
+        .map_err(|error| format!("request failed: {error}"))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|error| format!("HTTP {status}, body not read: {error}"))?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        let text = String::from_utf8_lossy(&body);
+        let start: String = text
+            .chars()
+            .take(200)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        Err(format!("HTTP {status}: {start}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile_ms;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let sorted: Vec<u64> = (1..=100).map(|ms| ms * 1000).collect();
+        assert_eq!(percentile_ms(&sorted, 0.5), Some(50.0));
+        assert_eq!(percentile_ms(&sorted, 0.99), Some(99.0));
+        assert_eq!(percentile_ms(&sorted, 1.0), Some(100.0));
+        assert_eq!(percentile_ms(&[7000], 0.99), Some(7.0));
+        assert_eq!(percentile_ms(&[], 0.5), None);
+    }
+}

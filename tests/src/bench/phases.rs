@@ -1,0 +1,157 @@
+//! The HTTP phases run against one started instance, in order: HTTP baseline, item create,
+//! cold local fetch, warm local fetch; resident memory before and after.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::child::DpgChild;
+use super::load::{self, Measured, Until};
+
+/// Users the created items are spread over (`x-dev-user-id: u<k>`).
+const USERS: u64 = 10;
+/// Distinct `item_state.city` values (`City<n % 50>`).
+const CITIES: u64 = 50;
+/// Offsets the cold fetch cycles through (each user has `--items / 500` items per city).
+const COLD_OFFSETS: u64 = 20;
+/// Limits the cold fetch cycles through (20..=100) once every offset has been used.
+const COLD_LIMITS: u64 = 81;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub items: u64,
+    pub concurrency: usize,
+    pub seconds: u64,
+}
+
+/// What one backend measured.
+#[derive(Debug, Default)]
+pub struct BackendReport {
+    pub backend: &'static str,
+    pub idle_rss_kib: Option<u64>,
+    pub loaded_rss_kib: Option<u64>,
+    pub phases: Vec<(Phase, Measured)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Baseline,
+    Create,
+    FetchCold,
+    FetchWarm,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Baseline => "GET /health/live (HTTP baseline)",
+            Phase::Create => "POST /api/v1/item/create",
+            Phase::FetchCold => "GET /api/v1/item/fetch, cold (distinct queries)",
+            Phase::FetchWarm => "GET /api/v1/item/fetch, warm (one query)",
+        }
+    }
+}
+
+impl BackendReport {
+    pub fn phase(&self, phase: Phase) -> Option<&Measured> {
+        self.phases
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map(|(_, measured)| measured)
+    }
+}
+
+/// Runs every phase against `child` and reads its memory around them. `report` is filled as
+/// the phases complete, so that a failure still leaves what was measured.
+pub async fn measure(
+    child: &DpgChild,
+    client: &reqwest::Client,
+    settings: Settings,
+    report: &mut BackendReport,
+) -> anyhow::Result<()> {
+    report.idle_rss_kib = Some(child.rss_kib()?);
+    let timed = Until::Elapsed(Duration::from_secs(settings.seconds));
+    let c = settings.concurrency;
+
+    progress(report.backend, Phase::Baseline, settings);
+    let live = child.url("/health/live");
+    let measured = load::run(client, c, timed, move |client, _| client.get(&live)).await?;
+    report.phases.push((Phase::Baseline, measured));
+
+    progress(report.backend, Phase::Create, settings);
+    let create = child.url("/api/v1/item/create");
+    let measured = load::run(client, c, Until::Requests(settings.items), move |client, n| {
+        client
+            .post(&create)
+            .header("x-dev-user-id", format!("u{}", (n / CITIES) % USERS))
+            .json(&json!({
+                "item_network": "yellow_dot",
+                "item_domain": "student",
+                "item_type": "profile_1.0",
+                "item_state": {"name": format!("S{n}"), "grade": "10", "city": format!("City{}", n % CITIES)}
+            }))
+    })
+    .await?;
+    report.phases.push((Phase::Create, measured));
+
+    progress(report.backend, Phase::FetchCold, settings);
+    let fetch = child.url("/api/v1/item/fetch");
+    let measured = load::run(client, c, timed, move |client, n| {
+        let (user, city, offset, limit) = cold_query(n);
+        client
+            .get(format!(
+                "{fetch}?item_network=yellow_dot&item_domain=student&limit={limit}\
+                 &offset={offset}&item_state[city]=City{city}"
+            ))
+            .header("x-dev-user-id", format!("u{user}"))
+    })
+    .await?;
+    report.phases.push((Phase::FetchCold, measured));
+
+    progress(report.backend, Phase::FetchWarm, settings);
+    let warm = format!(
+        "{}?item_network=yellow_dot&item_domain=student&limit=20&offset=0&item_state[city]=City0",
+        child.url("/api/v1/item/fetch")
+    );
+    let measured = load::run(client, c, timed, move |client, _| {
+        client.get(&warm).header("x-dev-user-id", "u0")
+    })
+    .await?;
+    report.phases.push((Phase::FetchWarm, measured));
+
+    report.loaded_rss_kib = Some(child.rss_kib()?);
+    Ok(())
+}
+
+/// The n-th cold query: (user, city, offset, limit). Distinct for n below
+/// 10 × 50 × 20 × 81 = 810,000 requests, far more than a run makes, so no query repeats
+/// within the 1 s cache lifetime. Offsets stay within a user's items of one city (20 with
+/// the default 10,000 items), so the pages are not empty.
+fn cold_query(n: u64) -> (u64, u64, u64, u64) {
+    let user = n % USERS;
+    let city = (n / USERS) % CITIES;
+    let offset = (n / (USERS * CITIES)) % COLD_OFFSETS;
+    let limit = 20 + (n / (USERS * CITIES * COLD_OFFSETS)) % COLD_LIMITS;
+    (user, city, offset, limit)
+}
+
+fn progress(backend: &str, phase: Phase, settings: Settings) {
+    let extent = match phase {
+        Phase::Create => format!("{} requests", settings.items),
+        _ => format!("{} s", settings.seconds),
+    };
+    eprintln!("[{backend}] {} ({extent}) ...", phase.label());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cold_query;
+    use std::collections::HashSet;
+
+    #[test]
+    fn cold_queries_do_not_repeat() {
+        let queries: HashSet<_> = (0..810_000).map(cold_query).collect();
+        assert_eq!(queries.len(), 810_000);
+        assert_eq!(cold_query(0), (0, 0, 0, 20));
+    }
+}
