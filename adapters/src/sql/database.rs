@@ -132,14 +132,6 @@ impl SqlDatabase {
         self.backend
     }
 
-    /// Applies pending migrations. On PostgreSQL it holds an advisory lock meanwhile, so that
-    /// replicas starting together migrate one after the other. Refuses (before changing
-    /// anything) a database that holds tables of another program, such as the reference
-    /// implementation's partitioned `items`.
-    pub async fn migrate(&self) -> Result<(), SqlSetupError> {
-        super::migrate::migrate(self).await
-    }
-
     /// Round trip to the database.
     pub async fn ping(&self) -> Result<(), dpg_core::error::CoreError> {
         self.conn

@@ -15,7 +15,17 @@ const MIGRATION_LOCK_KEY: i64 = 0x6470_675f_6d69_6772;
 /// How long a replica waits for another one's migration before giving up.
 const MIGRATION_LOCK_TIMEOUT: &str = "SET lock_timeout = '10min'";
 
-pub(super) async fn migrate(database: &SqlDatabase) -> Result<(), SqlSetupError> {
+impl SqlDatabase {
+    /// Applies pending migrations. On PostgreSQL it holds an advisory lock meanwhile, so that
+    /// replicas starting together migrate one after the other. Refuses (before changing
+    /// anything) a database that holds tables of another program, such as the reference
+    /// implementation's partitioned `items`.
+    pub async fn migrate(&self) -> Result<(), SqlSetupError> {
+        migrate(self).await
+    }
+}
+
+async fn migrate(database: &SqlDatabase) -> Result<(), SqlSetupError> {
     match database.backend() {
         SqlBackend::Postgres => {
             let lock = MigrationLock::acquire(database).await?;

@@ -185,49 +185,42 @@ impl NetworkSchemaService {
         known: &[StoredDocument],
     ) -> Result<(Vec<StoredDocument>, bool), CoreError> {
         let mut fetched = Vec::new();
+        let mut networks: Vec<NetworkDocument> = Vec::new();
         let mut changed = known.is_empty();
-        let mut names = Vec::new();
         for location in &self.deps.locations {
             let (doc, was_changed) = self.fetch_one(StoredKind::Network, location, known).await?;
             changed |= was_changed;
-            names.push(parse_stored(&doc)?.name);
+            networks.push(parse_stored(&doc)?);
             fetched.push(doc);
         }
-        let origins: Vec<(String, String)> = fetched
+        // One hop only: origins of origins are not followed.
+        let origins: Vec<_> = networks
             .iter()
-            .map(parse_stored)
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flat_map(|doc| doc.cross_network_origins)
-            .map(|origin| (origin.name, origin.schema_url))
+            .flat_map(|doc| doc.cross_network_origins.clone())
             .collect();
-        for (name, url) in origins {
-            if names.contains(&name) {
+        for origin in origins {
+            if networks.iter().any(|doc| doc.name == origin.name) {
                 continue;
             }
-            let location = SchemaLocation::Url(url.trim().to_string());
+            let location = SchemaLocation::Url(origin.schema_url.trim().to_string());
             let (doc, was_changed) = self
                 .fetch_one(StoredKind::CrossNetworkOrigin, &location, known)
                 .await?;
-            let parsed = parse_stored(&doc)?;
-            if parsed.name != name {
+            let network = parse_stored(&doc)?;
+            if network.name != origin.name {
                 return Err(CoreError::invalid(
                     ErrorCode::SchemaReloadFailed,
                     format!(
-                        "Cross-network origin \"{name}\" loaded schema for network \"{}\".",
-                        parsed.name
+                        "Cross-network origin \"{}\" loaded schema for network \"{}\".",
+                        origin.name, network.name
                     ),
                 ));
             }
             changed |= was_changed;
-            names.push(name);
+            networks.push(network);
             fetched.push(doc);
         }
-        let documents = fetched
-            .iter()
-            .map(parse_stored)
-            .collect::<Result<Vec<_>, _>>()?;
-        for url in own_custom_schema_urls(&documents, &self.deps.identity) {
+        for url in own_custom_schema_urls(&networks, &self.deps.identity) {
             let location = SchemaLocation::Url(url);
             let (doc, was_changed) = self.fetch_one(StoredKind::Schema, &location, known).await?;
             if !doc.body.is_object() {
