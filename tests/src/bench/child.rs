@@ -125,6 +125,23 @@ impl DpgChild {
             .ok_or_else(|| anyhow!("no VmRSS line in {path}"))
     }
 
+    /// The instance's cache misses so far (`dpg_cache_misses_total`, summed over labels; 0
+    /// before the first miss registers the counter), or `None` when `/metrics` does not answer.
+    pub async fn cache_misses(&self, client: &reqwest::Client) -> Option<u64> {
+        let response = client.get(self.url("/metrics")).send().await.ok()?;
+        let text = response.error_for_status().ok()?.text().await.ok()?;
+        let mut total = 0.0;
+        for line in text.lines() {
+            if line.starts_with("dpg_cache_misses_total")
+                && let Some(value) = line.split_whitespace().last()
+                && let Ok(value) = value.parse::<f64>()
+            {
+                total += value;
+            }
+        }
+        Some(total as u64)
+    }
+
     /// The last `lines` lines of the child's log.
     pub fn log_tail(&self, lines: usize) -> String {
         match std::fs::read_to_string(&self.log_path) {

@@ -29,6 +29,8 @@ pub struct Measured {
     pub latencies_us: Vec<u64>,
     /// The first failures seen (status and start of the body, or the transport error).
     pub error_samples: Vec<String>,
+    /// Cache misses the instance counted during the phase, when read.
+    pub cache_misses: Option<u64>,
 }
 
 impl Measured {

@@ -11,12 +11,19 @@ use super::db::ScratchDatabase;
 /// Rows created before the runs, the population of the primary-key lookups.
 const PREFILL_ROWS: u32 = 10_000;
 
-const SETUP: &str = "CREATE TABLE bench_items (id uuid PRIMARY KEY, state jsonb NOT NULL);
+/// The table and its prefilled rows (ids `md5(n)` for n in 1..=PREFILL_ROWS).
+fn setup_sql() -> String {
+    format!(
+        "CREATE TABLE bench_items (id uuid PRIMARY KEY, state jsonb NOT NULL);
 INSERT INTO bench_items (id, state)
   SELECT md5(g::text)::uuid,
          jsonb_build_object('name', 'S' || g, 'grade', '10', 'city', 'City' || (g % 50))
-  FROM generate_series(1, 10000) AS g;
-VACUUM ANALYZE bench_items;";
+  FROM generate_series(1, {PREFILL_ROWS}) AS g;"
+    )
+}
+
+/// Separate from [`setup_sql`]: VACUUM cannot run inside the transaction of a statement batch.
+const VACUUM: &str = "VACUUM ANALYZE bench_items";
 
 const INSERT_SCRIPT: &str = "INSERT INTO bench_items (id, state) VALUES (gen_random_uuid(), \
 '{\"name\":\"x\",\"grade\":\"10\",\"city\":\"Pune\"}'::jsonb);\n";
@@ -74,7 +81,10 @@ async fn run_in(
     concurrency: usize,
     seconds: u64,
 ) -> anyhow::Result<Vec<PgbenchRun>> {
-    db.execute(SETUP).await.context("pgbench table setup")?;
+    db.execute(&setup_sql())
+        .await
+        .context("pgbench table setup")?;
+    db.execute(VACUUM).await.context("pgbench table setup")?;
     let dir = tempfile::Builder::new()
         .prefix("dpg-bench-pgbench-")
         .tempdir()

@@ -95,8 +95,9 @@ pub async fn measure(
     report.phases.push((Phase::Create, measured));
 
     progress(report.backend, Phase::FetchCold, settings);
+    let misses_before = child.cache_misses(client).await;
     let fetch = child.url("/api/v1/item/fetch");
-    let measured = load::run(client, c, timed, move |client, n| {
+    let mut measured = load::run(client, c, timed, move |client, n| {
         let (user, city, offset, limit) = cold_query(n);
         client
             .get(format!(
@@ -106,21 +107,28 @@ pub async fn measure(
             .header("x-dev-user-id", format!("u{user}"))
     })
     .await?;
+    measured.cache_misses = misses_between(misses_before, child.cache_misses(client).await);
     report.phases.push((Phase::FetchCold, measured));
 
     progress(report.backend, Phase::FetchWarm, settings);
+    let misses_before = child.cache_misses(client).await;
     let warm = format!(
         "{}?item_network=yellow_dot&item_domain=student&limit=20&offset=0&item_state[city]=City0",
         child.url("/api/v1/item/fetch")
     );
-    let measured = load::run(client, c, timed, move |client, _| {
+    let mut measured = load::run(client, c, timed, move |client, _| {
         client.get(&warm).header("x-dev-user-id", "u0")
     })
     .await?;
+    measured.cache_misses = misses_between(misses_before, child.cache_misses(client).await);
     report.phases.push((Phase::FetchWarm, measured));
 
     report.loaded_rss_kib = Some(child.rss_kib()?);
     Ok(())
+}
+
+fn misses_between(before: Option<u64>, after: Option<u64>) -> Option<u64> {
+    Some(after?.saturating_sub(before?))
 }
 
 /// The n-th cold query: (user, city, offset, limit). Distinct for n below

@@ -1,6 +1,6 @@
 //! The markdown report: the machine, one row per measurement, the goals, the errors.
 
-use super::load::percentile_ms;
+use super::load::{Measured, percentile_ms};
 use super::pgbench::PgbenchRun;
 use super::phases::{BackendReport, Phase};
 
@@ -94,11 +94,7 @@ pub fn rows(pgbench: &[PgbenchRun], backends: &[BackendReport], seconds: u64) ->
                 p50: measured.percentile_ms(0.50),
                 p99: measured.percentile_ms(0.99),
                 errors: Some(measured.errors),
-                note: format!(
-                    "{} requests in {:.1} s",
-                    measured.requests,
-                    measured.elapsed.as_secs_f64()
-                ),
+                note: phase_note(measured),
             });
         }
         rows.push(rss_row("RSS after the load", report.loaded_rss_kib));
@@ -203,6 +199,24 @@ pub fn errors_section(pgbench: &[PgbenchRun], backends: &[BackendReport]) -> Str
         }
     }
     out
+}
+
+/// Requests and duration; for fetch phases also the cache misses per request (each local
+/// fetch reads the owner's generation key, usually a hit, then the page: a cold query should
+/// miss about once per request, a warm one almost never).
+fn phase_note(measured: &Measured) -> String {
+    let mut note = format!(
+        "{} requests in {:.1} s",
+        measured.requests,
+        measured.elapsed.as_secs_f64()
+    );
+    if let Some(misses) = measured.cache_misses {
+        note.push_str(&format!(
+            "; cache misses {misses} ({:.2}/request)",
+            misses as f64 / measured.requests.max(1) as f64
+        ));
+    }
+    note
 }
 
 fn mib(kib: u64) -> f64 {

@@ -15,6 +15,7 @@ mod phases;
 mod report;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
@@ -87,15 +88,30 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     dpg_tests::support::instance::install_crypto_provider();
     let command: Vec<String> = std::env::args().collect();
     println!("# dpg benchmark\n");
     println!("- command: `{}`", command.join(" "));
     println!(
-        "- settings: --items {} --concurrency {} --seconds {} --backend {:?}",
-        args.items, args.concurrency, args.seconds, args.backend
+        "- settings: --items {} --concurrency {} --seconds {} --backend {}",
+        args.items,
+        args.concurrency,
+        args.seconds,
+        args.backend
+            .to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_string())
     );
     println!("- machine: {}", report::machine());
     if cfg!(debug_assertions) {
