@@ -28,6 +28,13 @@ impl<C: Cache> MeteredCache<C> {
         self.inner
     }
 
+    /// Hits and misses by keyspace: the key up to its first `:` (a fixed, small set).
+    fn record_lookup(&self, key: &str, hit: bool) {
+        let keyspace = key.split(':').next().unwrap_or_default().to_string();
+        let name = if hit { HITS_TOTAL } else { MISSES_TOTAL };
+        metrics::counter!(name, "backend" => self.backend, "keyspace" => keyspace).increment(1);
+    }
+
     fn count<T>(&self, result: Result<T, CoreError>) -> Result<T, CoreError> {
         if result.is_err() {
             metrics::counter!(ERRORS_TOTAL, "backend" => self.backend).increment(1);
@@ -40,10 +47,18 @@ impl<C: Cache> MeteredCache<C> {
 impl<C: Cache> Cache for MeteredCache<C> {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CoreError> {
         let result = self.inner.get(key).await;
-        match &result {
-            Ok(Some(_)) => metrics::counter!(HITS_TOTAL, "backend" => self.backend).increment(1),
-            Ok(None) => metrics::counter!(MISSES_TOTAL, "backend" => self.backend).increment(1),
-            Err(_) => {}
+        if let Ok(value) = &result {
+            self.record_lookup(key, value.is_some());
+        }
+        self.count(result)
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CoreError> {
+        let result = self.inner.get_many(keys).await;
+        if let Ok(values) = &result {
+            for (key, value) in keys.iter().zip(values) {
+                self.record_lookup(key, value.is_some());
+            }
         }
         self.count(result)
     }
@@ -187,8 +202,14 @@ mod tests {
 
         let expected: BTreeMap<String, u64> = [
             ("dpg_cache_errors_total{backend=test}".to_string(), 3),
-            ("dpg_cache_hits_total{backend=test}".to_string(), 2),
-            ("dpg_cache_misses_total{backend=test}".to_string(), 1),
+            (
+                "dpg_cache_hits_total{backend=test,keyspace=k}".to_string(),
+                2,
+            ),
+            (
+                "dpg_cache_misses_total{backend=test,keyspace=k}".to_string(),
+                1,
+            ),
         ]
         .into();
         assert_eq!(recorder.totals(), expected);

@@ -85,6 +85,8 @@ pub struct Config {
     pub schema_fetch_allowed_cidrs: Vec<String>,
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
+    /// Most database connections (`DATABASE_POOL_SIZE`); `None` = the backend's default.
+    pub database_pool_size: Option<u32>,
     pub cache: CacheConfig,
     pub auth_enabled: bool,
     pub body_limit_bytes: usize,
@@ -170,6 +172,10 @@ impl Config {
 
         Ok(Config {
             database: database_config(&get, &data_dir)?,
+            database_pool_size: get("DATABASE_POOL_SIZE")
+                .map(|raw| parse_or("DATABASE_POOL_SIZE", Some(raw), 0u32))
+                .transpose()?
+                .filter(|size| *size > 0),
             cache: cache_config(&get, &instance_name),
             instance_name,
             environment,

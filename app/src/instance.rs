@@ -13,7 +13,7 @@ use dpg_adapters::identity::{DevelopmentAuthenticator, NoAccountsAuthenticator};
 use dpg_adapters::memory::MemoryCache;
 use dpg_adapters::metered_cache::MeteredCache;
 use dpg_adapters::redis::RedisCache;
-use dpg_adapters::sql::{SqlDatabase, SqlItemRepository, SqlSchemaStore};
+use dpg_adapters::sql::{PoolSettings, SqlDatabase, SqlItemRepository, SqlSchemaStore};
 use dpg_adapters::system::{SystemClock, UuidV7Generator};
 use dpg_core::model::InstanceIdentity;
 use dpg_core::network::{CatalogHandle, CatalogOrigin, NetworkCatalog, SchemaCompiler};
@@ -54,7 +54,11 @@ impl Instance {
             "starting instance"
         );
 
-        let database = SqlDatabase::connect(&config.database.url())
+        let pool = PoolSettings {
+            max_connections: config.database_pool_size,
+            ..PoolSettings::default()
+        };
+        let database = SqlDatabase::connect_with(&config.database.url(), &pool)
             .await
             .with_context(|| format!("cannot open the {} database", config.database.kind()))?;
         database

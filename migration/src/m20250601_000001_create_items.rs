@@ -167,11 +167,16 @@ fn indexes() -> Vec<IndexCreateStatement> {
             .table(Items::Table)
             .col(Items::ItemId)
             .to_owned(),
+        // Owner-scoped listing (local fetch) in the listing order, so a page walks only the
+        // owner's rows instead of the whole domain.
         Index::create()
-            .name("items_created_by_idx")
+            .name("items_owner_listing_idx")
             .table(Items::Table)
+            .col(Items::ItemNetwork)
+            .col(Items::ItemDomain)
             .col(Items::CreatedBy)
             .col(Items::CreatedAt)
+            .col(Items::ItemId)
             .to_owned(),
         // Bounding-box pre-filter of radius queries.
         Index::create()

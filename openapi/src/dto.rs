@@ -1,7 +1,7 @@
 //! Request and response bodies, with the reference's JSON field names.
 
 use chrono::{DateTime, Utc};
-use dpg_core::model::{Item, ItemPage};
+use dpg_core::model::Item;
 use dpg_core::network::SchemaIndexEntry;
 use poem_openapi::Object;
 use poem_openapi::types::MaybeUndefined;
@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// Timestamps as JavaScript's `Date#toISOString` writes them: UTC, milliseconds, `Z`.
 pub fn wire_time(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    dpg_core::model::wire_time::format(&time)
 }
 
 /// Body of `POST /api/v1/item/create`. `item_id`, URLs, owner and timestamps are generated;
@@ -115,19 +115,6 @@ pub struct PageMeta {
 pub struct ItemPageOut {
     pub meta: PageMeta,
     pub items: Vec<ItemOut>,
-}
-
-impl ItemPageOut {
-    pub fn new(page: ItemPage, limit: u32, offset: u32) -> Self {
-        ItemPageOut {
-            meta: PageMeta {
-                total: page.total,
-                limit,
-                offset,
-            },
-            items: page.items.into_iter().map(ItemOut::from).collect(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Object)]

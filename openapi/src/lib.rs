@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod dto;
+pub mod encoded;
 pub mod error;
 pub mod middleware;
 pub mod query;

@@ -23,7 +23,7 @@ pub async fn request_context<E: Endpoint>(
     limits: BodyLimits,
 ) -> poem::Result<Response> {
     let started = Instant::now();
-    let request_id = incoming_request_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let request_id = incoming_request_id(&req).unwrap_or_else(new_request_id);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     req.extensions_mut().insert(limits);
@@ -79,6 +79,16 @@ pub async fn request_context<E: Endpoint>(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     Ok(response)
+}
+
+/// A process-unique id without a random draw per request: a random prefix chosen once per
+/// process, then a counter.
+fn new_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{n:x}")
 }
 
 /// A client-supplied id is kept when it is short and plain, so it can be logged safely.

@@ -41,6 +41,28 @@ async fn set_then_get_returns_the_bytes(cache: SharedCache) {
     assert_eq!(get(&cache, "k").await, Some(value.to_vec()));
 }
 
+async fn get_many_answers_in_key_order_with_gaps(cache: SharedCache) {
+    cache.set("a", b"1", LONG).await.expect("set");
+    cache.set("c", b"3", LONG).await.expect("set");
+    let keys = ["a", "b", "c", "a"].map(String::from);
+
+    let values = cache.get_many(&keys).await.expect("get_many");
+
+    assert_eq!(
+        values,
+        vec![
+            Some(b"1".to_vec()),
+            None,
+            Some(b"3".to_vec()),
+            Some(b"1".to_vec())
+        ]
+    );
+    assert_eq!(
+        cache.get_many(&[]).await.expect("empty"),
+        Vec::<Option<Vec<u8>>>::new()
+    );
+}
+
 async fn set_overwrites(cache: SharedCache) {
     cache.set("k", b"first", LONG).await.expect("set");
     cache.set("k", b"second", LONG).await.expect("set");
@@ -295,6 +317,7 @@ macro_rules! contract_suite {
 contract_suite!(
     get_of_absent_key_is_none,
     set_then_get_returns_the_bytes,
+    get_many_answers_in_key_order_with_gaps,
     set_overwrites,
     set_expires_after_its_ttl,
     set_if_absent_stores_only_the_first_value,
@@ -351,6 +374,10 @@ const FAILURE_BOUND: Duration = Duration::from_secs(2);
 async fn assert_every_operation_unavailable(cache: &RedisCache) {
     let operations: Vec<(&str, futures::future::BoxFuture<'_, Result<(), CoreError>>)> = vec![
         ("get", Box::pin(async { cache.get("k").await.map(drop) })),
+        (
+            "get_many",
+            Box::pin(async { cache.get_many(&["k".to_string()]).await.map(drop) }),
+        ),
         ("set", Box::pin(cache.set("k", b"v", LONG))),
         (
             "set_if_absent",

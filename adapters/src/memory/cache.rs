@@ -120,6 +120,13 @@ impl Cache for MemoryCache {
         Ok(self.entries.get(key).map(|stored| stored.bytes.to_vec()))
     }
 
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CoreError> {
+        Ok(keys
+            .iter()
+            .map(|key| self.entries.get(key).map(|stored| stored.bytes.to_vec()))
+            .collect())
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CoreError> {
         self.entries.insert(key.to_owned(), Stored::new(value, ttl));
         Ok(())

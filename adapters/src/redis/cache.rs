@@ -144,6 +144,17 @@ impl Cache for RedisCache {
             .await
     }
 
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut command = redis::cmd("MGET");
+        for key in keys {
+            command.arg(self.key(key));
+        }
+        self.query("mget", &command).await
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CoreError> {
         let mut command = redis::cmd("SET");
         command

@@ -24,7 +24,7 @@ impl RedisCacheConfig {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
     pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
     pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(300);
-    pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 32;
 
     /// The default timeouts and pool size for `url`, keys under `namespace`.
     pub fn new(url: impl Into<String>, namespace: impl Into<String>) -> Self {

@@ -39,7 +39,7 @@ impl SqlBackend {
 /// Pool sizing and waiting.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolSettings {
-    /// Most connections open at once; `None` picks a default per backend (PostgreSQL 10,
+    /// Most connections open at once; `None` picks a default per backend (PostgreSQL 20,
     /// SQLite file 4, SQLite in memory 1).
     pub max_connections: Option<u32>,
     /// How long a call waits for a connection before failing as unavailable: a dead database
@@ -186,7 +186,7 @@ impl SqlDatabase {
 fn postgres_options(url: &str, settings: &PoolSettings) -> Result<ConnectOptions, SqlSetupError> {
     // Checked here so that no error message ever echoes the URL (and its password).
     url::Url::parse(url).map_err(|e| SqlSetupError::InvalidUrl(e.to_string()))?;
-    let mut options = common_options(url, settings, 10);
+    let mut options = common_options(url, settings, 20);
     options
         .min_connections(1)
         .idle_timeout(Duration::from_secs(600))

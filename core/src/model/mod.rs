@@ -11,5 +11,5 @@ pub use binding::{Binding, ServedBindings};
 pub use caller::Caller;
 pub use filter::{EARTH_RADIUS_METERS, GeoBox, GeoRadius, ItemFilter, PageRequest, StateFilter};
 pub use instance::{InstanceIdentity, base_url, normalize_instance_url};
-pub use item::{Item, ItemChanges, ItemPage, NewItem};
+pub use item::{Item, ItemChanges, ItemPage, NewItem, PageDocument, PageMeta, wire_time};
 pub use text::{reject_nul, reject_nul_in_json};

@@ -15,6 +15,9 @@ pub trait Cache: Send + Sync {
     /// The value, or `None` when absent or expired.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CoreError>;
 
+    /// The values of several keys in one round trip, in the order of `keys`.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CoreError>;
+
     /// Stores `value` for `ttl`, replacing any previous value.
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CoreError>;
 

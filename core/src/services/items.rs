@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::page_cache::{Lookup, OwnerPageCache};
 use crate::error::{CoreError, ErrorCode};
 use crate::model::{
-    Binding, Caller, GeoRadius, InstanceIdentity, Item, ItemChanges, ItemFilter, ItemPage, NewItem,
-    PageRequest, reject_nul_in_json,
+    Binding, Caller, GeoRadius, InstanceIdentity, Item, ItemChanges, ItemFilter, NewItem,
+    PageDocument, PageRequest, reject_nul_in_json,
 };
 use crate::network::CatalogHandle;
 use crate::ports::{Cache, Clock, IdGenerator, ItemRepository};
@@ -28,15 +28,13 @@ pub struct ItemServiceDeps {
 
 pub struct ItemService {
     deps: ItemServiceDeps,
+    pages: OwnerPageCache,
 }
-
-/// Generation counters outlive the pages they version by far, so an expired counter can
-/// never resurrect a stale page.
-const GENERATION_TTL: Duration = Duration::from_secs(24 * 3600);
 
 impl ItemService {
     pub fn new(deps: ItemServiceDeps) -> Self {
-        ItemService { deps }
+        let pages = OwnerPageCache::new(deps.cache.clone(), deps.local_fetch_ttl);
+        ItemService { deps, pages }
     }
 
     /// Validates and stores a new item (reference-contract §1.3, §4.1).
@@ -79,21 +77,20 @@ impl ItemService {
         caller: &Caller,
         mut filter: ItemFilter,
         page: PageRequest,
-    ) -> Result<ItemPage, CoreError> {
+    ) -> Result<PageDocument, CoreError> {
         self.ensure_served(&filter.network, &filter.domain)?;
         filter.created_by = Some(caller.user_id.clone());
         filter.check_text()?;
-        let key = self.page_key(&filter, page).await;
-        if let Some(key) = &key
-            && let Some(hit) = self.cached_page(key).await
-        {
-            return Ok(hit);
+        let lookup = self.pages.lookup(&filter, page).await;
+        if let Lookup::Hit(document) = lookup {
+            return Ok(document);
         }
         let result = self.deps.repository.find(&filter, page).await?;
-        if let Some(key) = &key {
-            self.store_page(key, &result).await;
+        let document = PageDocument::encode(&result, page.limit, page.offset);
+        if let Lookup::Miss { key, generation } = lookup {
+            self.pages.store(&key, &generation, &document).await;
         }
-        Ok(result)
+        Ok(document)
     }
 
     /// Applies an owner's partial update; the resulting state must satisfy the item's schema
@@ -181,90 +178,11 @@ impl ItemService {
             .unserved(&self.deps.identity, Binding::new(network, domain)))
     }
 
-    /// The cache key of a local fetch page: versioned by the owner's write generation, so a
-    /// write makes every cached page of that owner unreachable at once. `None` when the cache
-    /// is unavailable (the fetch then goes uncached).
-    async fn page_key(&self, filter: &ItemFilter, page: PageRequest) -> Option<String> {
-        let generation_key = generation_key(
-            &filter.network,
-            &filter.domain,
-            filter.created_by.as_deref(),
-        );
-        let generation = match self.deps.cache.get(&generation_key).await {
-            Ok(Some(raw)) => String::from_utf8(raw).ok()?,
-            Ok(None) => "0".to_string(),
-            Err(err) => {
-                tracing::warn!(error = %err, "cache unavailable; serving local fetch uncached");
-                return None;
-            }
-        };
-        Some(format!(
-            "local-item-fetch:{}:{}:g{generation}:{}",
-            filter.network,
-            filter.domain,
-            fingerprint(filter, page)
-        ))
-    }
-
-    async fn cached_page(&self, key: &str) -> Option<ItemPage> {
-        match self.deps.cache.get(key).await {
-            Ok(Some(raw)) => serde_json::from_slice(&raw).ok(),
-            Ok(None) => None,
-            Err(err) => {
-                tracing::warn!(error = %err, "cache read failed");
-                None
-            }
-        }
-    }
-
-    async fn store_page(&self, key: &str, page: &ItemPage) {
-        let Ok(raw) = serde_json::to_vec(page) else {
-            return;
-        };
-        if let Err(err) = self
-            .deps
-            .cache
-            .set(key, &raw, self.deps.local_fetch_ttl)
-            .await
-        {
-            tracing::warn!(error = %err, "cache write failed");
-        }
-    }
-
     async fn invalidate(&self, item: &Item) {
-        let key = generation_key(&item.network, &item.domain, Some(&item.created_by));
-        if let Err(err) = self.deps.cache.increment(&key, 1, GENERATION_TTL).await {
-            // Pages expire on their own after the short local-fetch TTL.
-            tracing::warn!(error = %err, "cache invalidation failed");
-        }
+        self.pages
+            .invalidate(&item.network, &item.domain, &item.created_by)
+            .await;
     }
-}
-
-fn generation_key(network: &str, domain: &str, owner: Option<&str>) -> String {
-    format!(
-        "local-item-fetch-gen:{network}:{domain}:{}",
-        owner.unwrap_or("")
-    )
-}
-
-/// A stable digest of everything that shapes a page.
-fn fingerprint(filter: &ItemFilter, page: PageRequest) -> String {
-    let canonical = serde_json::json!([
-        filter.network,
-        filter.domain,
-        filter.item_type,
-        filter.item_id,
-        filter.instance_url,
-        filter.schema_url,
-        filter.state.as_ref().map(|s| s.to_value()),
-        filter
-            .geo
-            .map(|g| [g.latitude, g.longitude, g.radius_meters]),
-        filter.created_by,
-        page.limit,
-        page.offset,
-    ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 fn check_coordinates(latitude: Option<f64>, longitude: Option<f64>) -> Result<(), CoreError> {
@@ -299,7 +217,9 @@ fn not_found_or_forbidden() -> CoreError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::page_cache::GENERATION_TTL;
     use super::*;
+    use crate::model::ItemPage;
     use crate::model::ServedBindings;
     use crate::network::{CatalogOrigin, NetworkCatalog, NetworkDocument, SchemaCompiler};
     use crate::ports::{MockCache, MockClock, MockIdGenerator, MockItemRepository};
@@ -496,9 +416,10 @@ mod tests {
         let cached: Arc<std::sync::Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
         let mut cache = MockCache::new();
         let reads = cached.clone();
-        cache
-            .expect_get()
-            .returning(move |key| Ok(reads.lock().expect("lock").get(key).cloned()));
+        cache.expect_get_many().returning(move |keys| {
+            let map = reads.lock().expect("lock");
+            Ok(keys.iter().map(|key| map.get(key).cloned()).collect())
+        });
         let writes = cached.clone();
         cache
             .expect_set()
@@ -530,7 +451,7 @@ mod tests {
             .await
             .expect("second");
         assert_eq!(first, second);
-        assert_eq!(second.items[0].created_by, "u1");
+        assert_eq!(second.decode().expect("page").1[0].created_by, "u1");
     }
 
     #[tokio::test]
@@ -544,7 +465,7 @@ mod tests {
         });
         let mut cache = MockCache::new();
         cache
-            .expect_get()
+            .expect_get_many()
             .returning(|_| Err(CoreError::storage_unavailable()));
         let svc = service(repository, cache);
         for _ in 0..2 {
@@ -556,7 +477,7 @@ mod tests {
                 )
                 .await
                 .expect("uncached read still works");
-            assert_eq!(page.total, 0);
+            assert_eq!(page.decode().expect("page").0.total, 0);
         }
     }
 

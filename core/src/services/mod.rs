@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod items;
+mod page_cache;
 pub mod schemas;
 
 pub use health::{HealthService, Readiness};

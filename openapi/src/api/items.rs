@@ -17,6 +17,7 @@ use crate::body::JsonBody;
 use crate::dto::{
     CreateItemIn, CreatedItemOut, ItemOut, ItemPageOut, UpdateItemIn, UpdatedItemOut,
 };
+use crate::encoded::EncodedJson;
 use crate::error::{ApiError, Rejection};
 use crate::query::{item_state_filter, reject_repeated};
 use crate::state::ApiState;
@@ -119,7 +120,7 @@ impl ItemApi {
         /// Accepted for compatibility; this route caches briefly and invalidates on writes.
         #[oai(name = "cache_ttl_seconds")]
         _cache_ttl_seconds: Query<Option<u32>>,
-    ) -> Result<Json<ItemPageOut>, ApiError> {
+    ) -> Result<EncodedJson<ItemPageOut>, ApiError> {
         let query = req.uri().query().unwrap_or_default();
         reject_repeated(query, SCALAR_FILTERS)?;
         let state_filter = item_state_filter(query)?
@@ -138,8 +139,8 @@ impl ItemApi {
             geo: GeoRadius::from_parts(item_latitude.0, item_longitude.0, radius_meters.0)?,
             created_by: None,
         };
-        let result = state.items.fetch_own(&caller, filter, page).await?;
-        Ok(Json(ItemPageOut::new(result, page.limit, page.offset)))
+        let document = state.items.fetch_own(&caller, filter, page).await?;
+        Ok(EncodedJson::new(document.into_bytes()))
     }
 
     /// Update your item

@@ -1,0 +1,123 @@
+//! Cached local-fetch pages, versioned per owner so that a write hides every cached page of
+//! that owner at once, across replicas.
+//!
+//! Each page is stored as `<page document>\n<generation>` (compact JSON has no raw newline);
+//! a read fetches the owner's current
+//! generation and the page in one round trip and uses the page only if both agree. A write
+//! increments the generation (one atomic operation, no key scan).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::model::{ItemFilter, PageDocument, PageRequest};
+use crate::ports::Cache;
+
+/// Generation counters outlive the pages they version by far, so an expired counter cannot
+/// resurrect a stale page.
+pub const GENERATION_TTL: Duration = Duration::from_secs(24 * 3600);
+
+pub struct OwnerPageCache {
+    cache: Arc<dyn Cache>,
+    ttl: Duration,
+}
+
+/// The outcome of a lookup.
+pub enum Lookup {
+    Hit(PageDocument),
+    /// Store the computed page under `key` with `generation`.
+    Miss {
+        key: String,
+        generation: String,
+    },
+    /// The cache is down: compute and do not store.
+    Unavailable,
+}
+
+impl OwnerPageCache {
+    pub fn new(cache: Arc<dyn Cache>, ttl: Duration) -> Self {
+        OwnerPageCache { cache, ttl }
+    }
+
+    pub async fn lookup(&self, filter: &ItemFilter, page: PageRequest) -> Lookup {
+        let owner = filter.created_by.as_deref().unwrap_or_default();
+        let keys = [
+            generation_key(&filter.network, &filter.domain, owner),
+            page_key(filter, page),
+        ];
+        let values = match self.cache.get_many(&keys).await {
+            Ok(values) => values,
+            Err(err) => {
+                tracing::warn!(error = %err, "cache unavailable; serving local fetch uncached");
+                return Lookup::Unavailable;
+            }
+        };
+        let generation = match values.first() {
+            Some(Some(raw)) => String::from_utf8_lossy(raw).into_owned(),
+            _ => "0".to_string(),
+        };
+        let mut values = values.into_iter();
+        if let Some(Some(mut stored)) = values.nth(1)
+            && let Some(newline) = stored.iter().rposition(|b| *b == b'\n')
+            && stored[newline + 1..] == *generation.as_bytes()
+        {
+            stored.truncate(newline);
+            return Lookup::Hit(PageDocument::from_encoded(stored));
+        }
+        let [_, key] = keys;
+        Lookup::Miss { key, generation }
+    }
+
+    pub async fn store(&self, key: &str, generation: &str, document: &PageDocument) {
+        let mut value = Vec::with_capacity(document.as_bytes().len() + 1 + generation.len());
+        value.extend_from_slice(document.as_bytes());
+        value.push(b'\n');
+        value.extend_from_slice(generation.as_bytes());
+        if let Err(err) = self.cache.set(key, &value, self.ttl).await {
+            tracing::warn!(error = %err, "cache write failed");
+        }
+    }
+
+    /// Hides every cached page of `owner` in `network/domain`.
+    pub async fn invalidate(&self, network: &str, domain: &str, owner: &str) {
+        let key = generation_key(network, domain, owner);
+        if let Err(err) = self.cache.increment(&key, 1, GENERATION_TTL).await {
+            // Pages expire on their own after the short local-fetch TTL.
+            tracing::warn!(error = %err, "cache invalidation failed");
+        }
+    }
+}
+
+pub fn generation_key(network: &str, domain: &str, owner: &str) -> String {
+    format!("local-item-fetch-gen:{network}:{domain}:{owner}")
+}
+
+fn page_key(filter: &ItemFilter, page: PageRequest) -> String {
+    format!(
+        "local-item-fetch:{}:{}:{}",
+        filter.network,
+        filter.domain,
+        fingerprint(filter, page)
+    )
+}
+
+/// A stable digest of everything that shapes a page.
+fn fingerprint(filter: &ItemFilter, page: PageRequest) -> String {
+    let canonical = serde_json::json!([
+        filter.network,
+        filter.domain,
+        filter.item_type,
+        filter.item_id,
+        filter.instance_url,
+        filter.schema_url,
+        filter.state.as_ref().map(|s| s.to_value()),
+        filter
+            .geo
+            .map(|g| [g.latitude, g.longitude, g.radius_meters]),
+        filter.created_by,
+        page.limit,
+        page.offset,
+    ]);
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
