@@ -1,12 +1,13 @@
-//! Authenticators for the `Authenticator` port that need no credential store.
+//! The development identity for the `Authenticator` port (no credential store).
 
 use async_trait::async_trait;
 use dpg_core::CoreError;
-use dpg_core::model::Caller;
+use dpg_core::model::{Caller, Role};
 use dpg_core::ports::{Authenticator, Credentials};
 
 /// Development identity (auth switched off): the caller is the id in `x-dev-user-id`, else
-/// `dev-user`. Only ever wired outside production.
+/// `dev-user`, with every right (as the reference runs without its middleware). Only ever
+/// wired outside production.
 #[derive(Debug, Clone, Default)]
 pub struct DevelopmentAuthenticator;
 
@@ -22,19 +23,10 @@ impl Authenticator for DevelopmentAuthenticator {
             .as_deref()
             .filter(|id| id.len() <= MAX_DEV_USER_ID && id.chars().all(|c| !c.is_control()))
             .unwrap_or(DEFAULT_DEV_USER);
-        Ok(Some(Caller::new(user)))
-    }
-}
-
-/// Used while no account store is configured: nobody is authenticated, so every protected
-/// route answers 401.
-#[derive(Debug, Clone, Default)]
-pub struct NoAccountsAuthenticator;
-
-#[async_trait]
-impl Authenticator for NoAccountsAuthenticator {
-    async fn authenticate(&self, _credentials: &Credentials) -> Result<Option<Caller>, CoreError> {
-        Ok(None)
+        Ok(Some(Caller {
+            role: Role::Admin,
+            ..Caller::new(user)
+        }))
     }
 }
 
@@ -49,37 +41,19 @@ mod tests {
             .authenticate(&Credentials::default())
             .await
             .expect("ok");
-        assert_eq!(none, Some(Caller::new("dev-user")));
+        assert_eq!(none.as_ref().map(|c| c.user_id.as_str()), Some("dev-user"));
+        assert!(none.is_some_and(|c| c.is_admin()));
         let named = Credentials {
             dev_user_id: Some("tutor-user".into()),
             ..Credentials::default()
         };
-        assert_eq!(
-            auth.authenticate(&named).await.expect("ok"),
-            Some(Caller::new("tutor-user"))
-        );
+        let named = auth.authenticate(&named).await.expect("ok");
+        assert_eq!(named.map(|c| c.user_id), Some("tutor-user".to_string()));
         let hostile = Credentials {
             dev_user_id: Some("x".repeat(500)),
             ..Credentials::default()
         };
-        assert_eq!(
-            auth.authenticate(&hostile).await.expect("ok"),
-            Some(Caller::new("dev-user"))
-        );
-    }
-
-    #[tokio::test]
-    async fn no_accounts_authenticates_nobody() {
-        let creds = Credentials {
-            api_key: Some("k".into()),
-            ..Credentials::default()
-        };
-        assert_eq!(
-            NoAccountsAuthenticator
-                .authenticate(&creds)
-                .await
-                .expect("ok"),
-            None
-        );
+        let hostile = auth.authenticate(&hostile).await.expect("ok");
+        assert_eq!(hostile.map(|c| c.user_id), Some("dev-user".to_string()));
     }
 }

@@ -1,5 +1,6 @@
 //! dpg-adapters: implementations of the core ports, one module per technology.
 
+pub mod crypto;
 pub mod fs;
 pub mod http;
 pub mod identity;

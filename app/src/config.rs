@@ -89,6 +89,16 @@ pub struct Config {
     pub database_pool_size: Option<u32>,
     pub cache: CacheConfig,
     pub auth_enabled: bool,
+    /// Anyone may open an account (`AUTH_SIGNUP_ENABLED`); otherwise only administrators.
+    pub signup_enabled: bool,
+    /// What API keys start with (`API_KEY_PREFIX`, default `<instance name>_`).
+    pub api_key_prefix: String,
+    /// `ALLOWED_ORIGINS`; empty = the reference's localhost defaults.
+    pub allowed_origins: Vec<String>,
+    /// Believe `X-Forwarded-For` for the client address (`TRUST_PROXY=true`).
+    pub trust_proxy: bool,
+    /// Created (or promoted) as administrator at start-up (`DPG_ADMIN_EMAIL`, `DPG_ADMIN_PASSWORD`).
+    pub bootstrap_admin: Option<(String, Secret)>,
     pub body_limit_bytes: usize,
     pub json_max_depth: usize,
     pub local_fetch_cache_ttl: Duration,
@@ -134,6 +144,8 @@ impl Config {
         )?;
         let data_dir = PathBuf::from(get("DPG_DATA_DIR").unwrap_or_else(|| "data".to_string()));
         let instance_name = get("INSTANCE_NAME").unwrap_or_else(|| "dpg".to_string());
+        let api_key_prefix =
+            get("API_KEY_PREFIX").unwrap_or_else(|| api_key_prefix_of(&instance_name));
 
         let network_config_source =
             get("NETWORK_CONFIG_SOURCE").unwrap_or_else(|| "local".to_string());
@@ -206,6 +218,25 @@ impl Config {
                 .unwrap_or_default(),
             data_dir,
             auth_enabled,
+            signup_enabled: match get("AUTH_SIGNUP_ENABLED") {
+                Some(v) => v == "true",
+                None => true,
+            },
+            api_key_prefix,
+            allowed_origins: get("ALLOWED_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            trust_proxy: get("TRUST_PROXY").as_deref() == Some("true"),
+            bootstrap_admin: match (get("DPG_ADMIN_EMAIL"), get("DPG_ADMIN_PASSWORD")) {
+                (Some(email), Some(password)) => Some((email, Secret::new(password))),
+                (None, None) => None,
+                _ => return Err("DPG_ADMIN_EMAIL and DPG_ADMIN_PASSWORD go together".to_string()),
+            },
             body_limit_bytes: parse_or(
                 "BODY_LIMIT_BYTES",
                 get("BODY_LIMIT_BYTES"),
@@ -224,6 +255,22 @@ impl Config {
     pub fn is_development(&self) -> bool {
         self.environment == Environment::Development
     }
+}
+
+/// The reference's key prefix: the instance name lower-cased, plus `_` (letters, digits and
+/// `_` kept, so keys stay one token).
+fn api_key_prefix_of(instance_name: &str) -> String {
+    let cleaned: String = instance_name
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let cleaned = if cleaned.is_empty() {
+        "dpg".to_string()
+    } else {
+        cleaned
+    };
+    format!("{cleaned}_")
 }
 
 fn parse_or<T: std::str::FromStr>(
@@ -421,6 +468,33 @@ mod tests {
             vec![SchemaLocation::File(DEFAULT_NETWORK_FILE.into())]
         );
         assert_eq!(c.served.iter().count(), 2);
+        assert!(c.signup_enabled);
+        assert_eq!(c.api_key_prefix, "dpg_");
+        assert!(c.allowed_origins.is_empty());
+        assert_eq!(c.bootstrap_admin, None);
+    }
+
+    #[test]
+    fn account_settings() {
+        let c = config(&[
+            ("INSTANCE_NAME", "DPG-A"),
+            ("AUTH_SIGNUP_ENABLED", "false"),
+            (
+                "ALLOWED_ORIGINS",
+                "https://ui.example.org, http://localhost:3000",
+            ),
+            ("DPG_ADMIN_EMAIL", "root@example.org"),
+            ("DPG_ADMIN_PASSWORD", "a long password"),
+        ])
+        .expect("valid");
+        assert!(!c.signup_enabled);
+        assert_eq!(c.api_key_prefix, "dpga_");
+        assert_eq!(
+            c.allowed_origins,
+            vec!["https://ui.example.org", "http://localhost:3000"]
+        );
+        assert!(c.bootstrap_admin.is_some());
+        assert!(config(&[("DPG_ADMIN_EMAIL", "root@example.org")]).is_err());
     }
 
     #[test]

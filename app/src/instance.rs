@@ -7,20 +7,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use dpg_adapters::crypto::{Argon2PasswordHasher, OsSecretGenerator};
 use dpg_adapters::fs::{DiskSchemaStore, FileSchemaSource, MirroredSchemaStore};
 use dpg_adapters::http::{HttpSchemaSource, HttpSourceConfig, SchemaSourceRouter};
-use dpg_adapters::identity::{DevelopmentAuthenticator, NoAccountsAuthenticator};
+use dpg_adapters::identity::DevelopmentAuthenticator;
 use dpg_adapters::memory::MemoryCache;
 use dpg_adapters::metered_cache::MeteredCache;
 use dpg_adapters::redis::RedisCache;
-use dpg_adapters::sql::{PoolSettings, SqlDatabase, SqlItemRepository, SqlSchemaStore};
+use dpg_adapters::sql::{
+    PoolSettings, SqlApiKeyRepository, SqlDatabase, SqlItemRepository, SqlSchemaStore,
+    SqlSessionRepository, SqlUserRepository,
+};
 use dpg_adapters::system::{SystemClock, UuidV7Generator};
 use dpg_core::model::InstanceIdentity;
 use dpg_core::network::{CatalogHandle, CatalogOrigin, NetworkCatalog, SchemaCompiler};
 use dpg_core::ports::{Authenticator, Cache, Clock, ItemRepository, SchemaLocation};
 use dpg_core::services::{
-    HealthService, ItemService, ItemServiceDeps, NetworkSchemaService, SchemaServiceDeps,
+    AuthService, AuthServiceDeps, AuthSettings, HealthService, ItemService, ItemServiceDeps,
+    NetworkSchemaService, SchemaServiceDeps,
 };
+use dpg_openapi::cors::CorsPolicy;
+use dpg_openapi::state::CookieSettings;
 use dpg_openapi::{ApiState, BodyLimits, HttpSettings};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -124,23 +131,44 @@ impl Instance {
             repository: repository.clone(),
             cache: cache.clone(),
             catalog: catalog.clone(),
-            clock,
+            clock: clock.clone(),
             ids: Arc::new(UuidV7Generator),
             identity: identity.clone(),
             local_fetch_ttl: config.local_fetch_cache_ttl,
         }));
+        let accounts = Arc::new(accounts_service(
+            &config,
+            &database,
+            cache.clone(),
+            clock.clone(),
+        ));
+        if let Some((email, password)) = &config.bootstrap_admin {
+            let (admin, _) = accounts
+                .ensure_admin(email, password.expose(), "Administrator")
+                .await
+                .context("could not create the administrator of DPG_ADMIN_EMAIL")?;
+            tracing::info!(user_id = %admin.id, "administrator account ready");
+        }
         let authenticator: Arc<dyn Authenticator> = if config.auth_enabled {
-            Arc::new(NoAccountsAuthenticator)
+            accounts.clone()
         } else {
+            tracing::warn!("authentication is OFF: every caller is the development identity");
             Arc::new(DevelopmentAuthenticator)
         };
         let state = Arc::new(ApiState {
             items,
             schemas: schemas.clone(),
             health: Arc::new(HealthService::new(repository, cache, catalog)),
+            accounts,
             identity,
             authenticator,
             network_config_source: config.network_config_source.clone(),
+            cookies: CookieSettings {
+                secure: !config.is_development(),
+                max_age_secs: AuthSettings::default().session_ttl.as_secs(),
+            },
+            cors: Arc::new(CorsPolicy::new(config.allowed_origins.clone())),
+            trust_forwarded_for: config.trust_proxy,
         });
         let metrics = telemetry::metrics_handle();
         let pool_db = database.clone();
@@ -214,6 +242,32 @@ impl Listening {
             local_addr,
         })
     }
+}
+
+/// The account service on this instance's database.
+pub fn accounts_service(
+    config: &Config,
+    database: &SqlDatabase,
+    cache: Arc<dyn Cache>,
+    clock: Arc<dyn Clock>,
+) -> AuthService {
+    AuthService::new(
+        AuthServiceDeps {
+            users: Arc::new(SqlUserRepository::new(database)),
+            sessions: Arc::new(SqlSessionRepository::new(database)),
+            api_keys: Arc::new(SqlApiKeyRepository::new(database)),
+            hasher: Arc::new(Argon2PasswordHasher::new()),
+            secrets: Arc::new(OsSecretGenerator::new()),
+            cache,
+            clock,
+            ids: Arc::new(UuidV7Generator),
+        },
+        AuthSettings {
+            signup_enabled: config.signup_enabled,
+            api_key_prefix: config.api_key_prefix.clone(),
+            ..AuthSettings::default()
+        },
+    )
 }
 
 /// Reloads the network documents with conditional requests at a fixed interval. A failure

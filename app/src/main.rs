@@ -26,6 +26,26 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Manage administrators.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an administrator (or promote an existing account). The password is read from
+    /// DPG_ADMIN_PASSWORD, or from standard input with --password-stdin; without either a
+    /// random one is generated and printed once.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Administrator")]
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +75,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Some(Command::Migrate) => migrate(&config).await,
+            Some(Command::Admin {
+                command:
+                    AdminCommand::Create {
+                        email,
+                        name,
+                        password_stdin,
+                    },
+            }) => create_admin(&config, &email, &name, password_stdin).await,
             _ => serve(config).await,
         }
     });
@@ -74,6 +102,47 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await?
         .serve(listener, shutdown_signal())
         .await
+}
+
+async fn create_admin(
+    config: &Config,
+    email: &str,
+    name: &str,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    use dpg_adapters::crypto::OsSecretGenerator;
+    use dpg_core::ports::SecretGenerator;
+    let (password, generated) = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        (line.trim_end_matches(['\r', '\n']).to_string(), false)
+    } else if let Ok(password) = std::env::var("DPG_ADMIN_PASSWORD") {
+        (password, false)
+    } else {
+        (OsSecretGenerator::new().alphanumeric(24), true)
+    };
+    let database = dpg_adapters::sql::SqlDatabase::connect(&config.database.url()).await?;
+    database.migrate().await?;
+    let accounts = dpg_app::instance::accounts_service(
+        config,
+        &database,
+        std::sync::Arc::new(dpg_adapters::memory::MemoryCache::new()),
+        std::sync::Arc::new(dpg_adapters::system::SystemClock),
+    );
+    let (admin, created) = accounts.ensure_admin(email, &password, name).await?;
+    if created {
+        println!("administrator {} created ({})", admin.email, admin.id);
+        if generated {
+            println!("password: {password}");
+        }
+    } else {
+        println!(
+            "{} is now an administrator ({}); its password is unchanged",
+            admin.email, admin.id
+        );
+    }
+    database.close().await;
+    Ok(())
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {

@@ -37,6 +37,22 @@ pub enum ErrorCode {
     NoPeerAvailable,
     SchemaUrlForbidden,
     InvalidSchemaRef,
+    // Accounts (Better Auth's spelling where it has one).
+    NotOwner,
+    AdminRequired,
+    InvalidApiKey,
+    InvalidEmailOrPassword,
+    InvalidPassword,
+    InvalidEmail,
+    PasswordTooShort,
+    PasswordTooLong,
+    UserAlreadyExists,
+    SignupDisabled,
+    NameRequired,
+    KeyNotFound,
+    RateLimited,
+    CorsOriginNotAllowed,
+    InvalidPreflight,
 }
 
 impl ErrorCode {
@@ -61,6 +77,21 @@ impl ErrorCode {
             ErrorCode::SchemaReloadFailed => "SCHEMA_RELOAD_FAILED",
             ErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
             ErrorCode::NoPeerAvailable => "NO_PEER_AVAILABLE",
+            ErrorCode::NotOwner => "NOT_OWNER",
+            ErrorCode::AdminRequired => "ADMIN_REQUIRED",
+            ErrorCode::InvalidApiKey => "INVALID_API_KEY",
+            ErrorCode::InvalidEmailOrPassword => "INVALID_EMAIL_OR_PASSWORD",
+            ErrorCode::InvalidPassword => "INVALID_PASSWORD",
+            ErrorCode::InvalidEmail => "INVALID_EMAIL",
+            ErrorCode::PasswordTooShort => "PASSWORD_TOO_SHORT",
+            ErrorCode::PasswordTooLong => "PASSWORD_TOO_LONG",
+            ErrorCode::UserAlreadyExists => "USER_ALREADY_EXISTS",
+            ErrorCode::SignupDisabled => "SIGNUP_DISABLED",
+            ErrorCode::NameRequired => "NAME_REQUIRED",
+            ErrorCode::KeyNotFound => "KEY_NOT_FOUND",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::CorsOriginNotAllowed => "CORS_ORIGIN_NOT_ALLOWED",
+            ErrorCode::InvalidPreflight => "INVALID_PREFLIGHT",
             ErrorCode::SchemaUrlForbidden => "SCHEMA_URL_FORBIDDEN",
             ErrorCode::InvalidSchemaRef => "INVALID_SCHEMA_REF",
         }
@@ -115,6 +146,9 @@ pub enum CoreError {
     /// The thing already exists; 409.
     #[error("{code}: {message}")]
     Conflict { code: ErrorCode, message: String },
+    /// Too many requests in the current window; 429 with `Retry-After`.
+    #[error("rate limited for {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     /// A remote dependency (registry, peer) failed; 502.
     #[error("{code}: {message}")]
     Upstream { code: ErrorCode, message: String },
@@ -183,6 +217,7 @@ impl CoreError {
             | CoreError::Upstream { code, .. }
             | CoreError::Unavailable { code, .. } => *code,
             CoreError::UnservedBinding(_) => ErrorCode::UnservedDomainBinding,
+            CoreError::RateLimited { .. } => ErrorCode::RateLimited,
             CoreError::Internal(_) => ErrorCode::InternalServerError,
         }
     }

@@ -5,6 +5,9 @@ use sea_orm_migration::prelude::*;
 
 mod m20250601_000001_create_items;
 mod m20250601_000002_create_network_documents;
+mod m20250701_000003_create_users;
+mod m20250701_000004_create_sessions;
+mod m20250701_000005_create_api_keys;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -30,6 +33,18 @@ pub const OWNED_TABLES: &[OwnedTable] = &[
         table: m20250601_000002_create_network_documents::TABLE,
         created_by_migration: m20250601_000002_create_network_documents::NAME,
     },
+    OwnedTable {
+        table: m20250701_000003_create_users::TABLE,
+        created_by_migration: m20250701_000003_create_users::NAME,
+    },
+    OwnedTable {
+        table: m20250701_000004_create_sessions::TABLE,
+        created_by_migration: m20250701_000004_create_sessions::NAME,
+    },
+    OwnedTable {
+        table: m20250701_000005_create_api_keys::TABLE,
+        created_by_migration: m20250701_000005_create_api_keys::NAME,
+    },
 ];
 
 pub struct Migrator;
@@ -40,6 +55,9 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250601_000001_create_items::Migration),
             Box::new(m20250601_000002_create_network_documents::Migration),
+            Box::new(m20250701_000003_create_users::Migration),
+            Box::new(m20250701_000004_create_sessions::Migration),
+            Box::new(m20250701_000005_create_api_keys::Migration),
         ]
     }
 

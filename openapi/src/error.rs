@@ -108,6 +108,9 @@ pub enum ApiError {
     /// Body is not JSON.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
+    /// Too many requests; retry after the given number of seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// Unexpected failure; the body never carries internals.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -204,6 +207,15 @@ impl From<CoreError> for ApiError {
                 StatusCode::CONFLICT,
                 ErrorBody::application(code.as_str(), message),
             ),
+            CoreError::RateLimited { retry_after_secs } => {
+                return ApiError::TooManyRequests(
+                    Json(ErrorBody::application(
+                        ErrorCode::RateLimited.as_str(),
+                        format!("Too many requests; retry in {retry_after_secs} s"),
+                    )),
+                    retry_after_secs,
+                );
+            }
             CoreError::Upstream { code, message } => (
                 StatusCode::BAD_GATEWAY,
                 ErrorBody::application(code.as_str(), message),

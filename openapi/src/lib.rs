@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod cors;
 pub mod dto;
 pub mod encoded;
 pub mod error;
@@ -60,6 +61,7 @@ pub fn app(state: Arc<ApiState>, settings: HttpSettings) -> impl Endpoint<Output
         );
     }
     let limits = settings.limits;
+    let context_state = state.clone();
     route
         .nest("/", api.into_endpoint())
         .data(state)
@@ -70,7 +72,9 @@ pub fn app(state: Arc<ApiState>, settings: HttpSettings) -> impl Endpoint<Output
                 &error::ErrorBody::application("INTERNAL_SERVER_ERROR", "Internal server error"),
             )
         }))
-        .around(move |inner, req| middleware::request_context(inner, req, limits))
+        .around(move |inner, req| {
+            middleware::request_context(inner, req, context_state.clone(), limits)
+        })
 }
 
 /// The OpenAPI document as committed in `openapi/openapi.json` (no server list, so it does
@@ -96,6 +100,46 @@ mod tests {
         assert!(
             committed == generated,
             "openapi/openapi.json is out of date: run `UPDATE_OPENAPI=1 cargo test -p dpg-openapi committed_document`"
+        );
+    }
+
+    #[test]
+    fn protected_operations_declare_every_security_scheme() {
+        let doc: serde_json::Value = serde_json::from_str(&openapi_document()).expect("json");
+        let schemes = doc["components"]["securitySchemes"]
+            .as_object()
+            .expect("schemes");
+        assert_eq!(schemes["ApiKeyAuth"]["in"], "header");
+        assert_eq!(schemes["ApiKeyAuth"]["name"], "x-api-key");
+        assert_eq!(schemes["SessionCookie"]["in"], "cookie");
+        assert_eq!(schemes["BearerAuth"]["scheme"], "bearer");
+        for (method, path) in [
+            ("post", "/api/v1/item/create"),
+            ("get", "/api/v1/item/fetch"),
+            ("patch", "/api/v1/item/{itemId}"),
+            ("delete", "/api/v1/item/{itemId}"),
+            ("post", "/api/v1/network/refetch_schemas"),
+            ("post", "/api/auth/change-password"),
+            ("post", "/api/auth/delete-user"),
+            ("post", "/api/auth/api-key/create"),
+            ("get", "/api/auth/api-key/list"),
+            ("post", "/api/auth/api-key/delete"),
+        ] {
+            let security = doc["paths"][path][method]["security"]
+                .as_array()
+                .expect("security");
+            let names: Vec<&str> = security
+                .iter()
+                .filter_map(|s| s.as_object()?.keys().next().map(String::as_str))
+                .collect();
+            for scheme in ["ApiKeyAuth", "SessionCookie", "BearerAuth"] {
+                assert!(names.contains(&scheme), "{method} {path} lacks {scheme}");
+            }
+        }
+        assert!(
+            doc["paths"]["/api/v1/network/schemas"]["get"]
+                .get("security")
+                .is_none()
         );
     }
 

@@ -1,5 +1,6 @@
 //! The layer every request passes: request id, limits, error envelopes, metrics, access log.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use poem::PathPattern;
@@ -8,7 +9,9 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
 
 use crate::body::{BodyLimits, too_large};
+use crate::cors::{CorsDecision, decorate};
 use crate::error::{ErrorBody, framework_error_response, json_response};
+use crate::state::ApiState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -20,6 +23,7 @@ pub struct RequestId(pub String);
 pub async fn request_context<E: Endpoint>(
     inner: E,
     mut req: Request,
+    state: Arc<ApiState>,
     limits: BodyLimits,
 ) -> poem::Result<Response> {
     let started = Instant::now();
@@ -31,25 +35,30 @@ pub async fn request_context<E: Endpoint>(
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
 
+    let cors = state
+        .cors
+        .decide(&req, &state.schemas.catalog(), &state.identity);
     let mut response = async {
-        if declared_length(&req).is_some_and(|length| length > limits.max_bytes) {
-            return too_large_response();
-        }
-        match inner.call(req).await {
-            Ok(response) => response.into_response(),
-            Err(err) => {
-                let status = err.status();
-                if err.is_from_response() {
-                    err.into_response()
-                } else if status == StatusCode::NOT_FOUND
-                    || status == StatusCode::METHOD_NOT_ALLOWED
-                {
-                    route_not_found(&method, &path)
-                } else {
-                    framework_error_response(err)
-                }
+        let allowed_origin = match cors {
+            CorsDecision::Respond(response) => return response,
+            CorsDecision::Allowed(origin) => Some(origin),
+            CorsDecision::NotCors => None,
+        };
+        let mut response = if declared_length(&req).is_some_and(|length| length > limits.max_bytes)
+        {
+            too_large_response()
+        } else {
+            call_inner(&inner, req, &method, &path).await
+        };
+        match allowed_origin {
+            Some(origin) => decorate(&mut response, &origin),
+            None => {
+                response
+                    .headers_mut()
+                    .append(poem::http::header::VARY, HeaderValue::from_static("Origin"));
             }
         }
+        response
     }
     .instrument(span.clone())
     .await;
@@ -109,6 +118,27 @@ fn declared_length(req: &Request) -> Option<usize> {
         .ok()?
         .parse()
         .ok()
+}
+
+async fn call_inner<E: Endpoint>(
+    inner: &E,
+    req: Request,
+    method: &poem::http::Method,
+    path: &str,
+) -> Response {
+    match inner.call(req).await {
+        Ok(response) => response.into_response(),
+        Err(err) => {
+            let status = err.status();
+            if err.is_from_response() {
+                err.into_response()
+            } else if status == StatusCode::NOT_FOUND || status == StatusCode::METHOD_NOT_ALLOWED {
+                route_not_found(method, path)
+            } else {
+                framework_error_response(err)
+            }
+        }
+    }
 }
 
 fn too_large_response() -> Response {

@@ -4,14 +4,32 @@ use std::sync::Arc;
 
 use dpg_core::model::InstanceIdentity;
 use dpg_core::ports::Authenticator;
-use dpg_core::services::{HealthService, ItemService, NetworkSchemaService};
+use dpg_core::services::{AuthService, HealthService, ItemService, NetworkSchemaService};
+
+use crate::cors::CorsPolicy;
 
 pub struct ApiState {
     pub items: Arc<ItemService>,
     pub schemas: Arc<NetworkSchemaService>,
     pub health: Arc<HealthService>,
+    /// Accounts, sessions and API keys (the `/api/auth` routes).
+    pub accounts: Arc<AuthService>,
     pub identity: Arc<InstanceIdentity>,
+    /// Who callers of the protected routes are: the accounts service, or the development
+    /// identity when authentication is switched off.
     pub authenticator: Arc<dyn Authenticator>,
     /// `local` or `remote`, as configured (`NETWORK_CONFIG_SOURCE`).
     pub network_config_source: String,
+    pub cookies: CookieSettings,
+    pub cors: Arc<CorsPolicy>,
+    /// Use `X-Forwarded-For` for the client address (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+/// How the session cookie is written.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    /// `Secure` and the `__Secure-` name prefix (production, HTTPS).
+    pub secure: bool,
+    pub max_age_secs: u64,
 }

@@ -1,5 +1,6 @@
 //! Domain types shared by services, ports and adapters.
 
+mod account;
 mod binding;
 mod caller;
 mod filter;
@@ -7,8 +8,9 @@ mod instance;
 mod item;
 mod text;
 
+pub use account::{ApiKey, ClientInfo, Role, Session, User};
 pub use binding::{Binding, ServedBindings};
-pub use caller::Caller;
+pub use caller::{AuthMethod, Caller};
 pub use filter::{EARTH_RADIUS_METERS, GeoBox, GeoRadius, ItemFilter, PageRequest, StateFilter};
 pub use instance::{InstanceIdentity, base_url, normalize_instance_url};
 pub use item::{Item, ItemChanges, ItemPage, NewItem, PageDocument, PageMeta, wire_time};

@@ -218,6 +218,44 @@ impl NetworkCatalog {
         }))
     }
 
+    /// Browser origins of the network that may call this instance (CORS): the origins of the
+    /// instances serving a domain this instance serves, or a domain allowed to act on one it
+    /// serves (reference-contract §8.6).
+    pub fn peer_origins(&self, identity: &InstanceIdentity) -> Vec<String> {
+        let mut origins: Vec<String> = Vec::new();
+        for doc in self.networks() {
+            let served: Vec<&str> = identity
+                .served
+                .iter()
+                .filter(|b| b.network == doc.name)
+                .map(|b| b.domain.as_str())
+                .collect();
+            if served.is_empty() {
+                continue;
+            }
+            let acting: Vec<&str> = doc
+                .actions
+                .values()
+                .flat_map(|a| &a.interactions)
+                .filter(|i| served.contains(&i.to_domain.as_str()))
+                .map(|i| i.from_domain.as_str())
+                .collect();
+            for instance in &doc.instances {
+                let domain = instance.domain_name.as_str();
+                if !served.contains(&domain) && !acting.contains(&domain) {
+                    continue;
+                }
+                if let Ok(url) = url::Url::parse(instance.instance_url.trim()) {
+                    let origin = url.origin().ascii_serialization();
+                    if origin != "null" && !origins.contains(&origin) {
+                        origins.push(origin);
+                    }
+                }
+            }
+        }
+        origins
+    }
+
     /// Entries of `GET /api/v1/network/schemas`, sorted by `cache_key`.
     pub fn schema_index(&self, identity: &InstanceIdentity) -> Vec<SchemaIndexEntry> {
         let mut entries = Vec::new();
@@ -560,6 +598,31 @@ mod tests {
                 .filter(|e| e.kind == "instance_custom_item_schema")
                 .count(),
             1
+        );
+    }
+
+    #[test]
+    fn peer_origins_cover_served_and_acting_domains() {
+        let doc = NetworkDocument::parse(&json!({
+            "name": "yellow_dot",
+            "domains": [{"name": "student"}, {"name": "tutor"}, {"name": "coaching_center"}],
+            "instances": [
+                {"domain_name": "student", "instance_url": "https://student.example.org/"},
+                {"domain_name": "tutor", "instance_url": "https://tutor.example.org:8443"},
+                {"domain_name": "coaching_center", "instance_url": "https://coach.example.org"}
+            ],
+            "actions": {"connect": {"interactions": [
+                {"from_domain": "tutor", "to_domain": "student", "requirement_schema": {}}
+            ]}}
+        }))
+        .expect("doc");
+        let catalog = build(vec![doc], HashMap::new());
+        assert_eq!(
+            catalog.peer_origins(&identity()),
+            vec![
+                "https://student.example.org".to_string(),
+                "https://tutor.example.org:8443".to_string()
+            ]
         );
     }
 

@@ -1,6 +1,7 @@
 //! Ports: what the core needs from the outside world. Each method documents its error
 //! contract; adapters translate driver errors into `CoreError` and log the detail.
 
+mod accounts;
 mod authenticator;
 mod cache;
 mod clock;
@@ -8,6 +9,9 @@ mod item_repository;
 mod schema_source;
 mod schema_store;
 
+pub use accounts::{
+    ApiKeyRepository, PasswordHasher, SecretGenerator, SessionRepository, UserRepository,
+};
 pub use authenticator::{Authenticator, Credentials};
 pub use cache::Cache;
 pub use clock::{Clock, IdGenerator};
@@ -17,6 +21,11 @@ pub use schema_source::{
 };
 pub use schema_store::{SchemaStore, StoredDocument, StoredKind};
 
+#[cfg(any(test, feature = "mocks"))]
+pub use accounts::{
+    MockApiKeyRepository, MockPasswordHasher, MockSecretGenerator, MockSessionRepository,
+    MockUserRepository,
+};
 #[cfg(any(test, feature = "mocks"))]
 pub use authenticator::MockAuthenticator;
 #[cfg(any(test, feature = "mocks"))]

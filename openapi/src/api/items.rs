@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
 use super::ApiTags;
-use crate::auth::caller;
+use crate::auth::Authenticated;
 use crate::body::JsonBody;
 use crate::dto::{
     CreateItemIn, CreatedItemOut, ItemOut, ItemPageOut, UpdateItemIn, UpdatedItemOut,
@@ -66,10 +66,9 @@ impl ItemApi {
     async fn create(
         &self,
         Data(state): Data<&Arc<ApiState>>,
-        req: &Request,
+        Authenticated(caller): Authenticated,
         body: JsonBody<CreateItemIn>,
     ) -> Result<CreateItemResponse, ApiError> {
-        let caller = caller(state, req).await?;
         let body = body.0;
         let item = state
             .items
@@ -102,6 +101,7 @@ impl ItemApi {
     async fn fetch(
         &self,
         Data(state): Data<&Arc<ApiState>>,
+        Authenticated(caller): Authenticated,
         req: &Request,
         item_network: Query<String>,
         item_domain: Query<String>,
@@ -126,7 +126,6 @@ impl ItemApi {
         let state_filter = item_state_filter(query)?
             .map(StateFilter::new)
             .transpose()?;
-        let caller = caller(state, req).await?;
         let page = PageRequest::new(limit.0, offset.0)?;
         let filter = ItemFilter {
             network: non_empty("item_network", item_network.0)?,
@@ -152,7 +151,7 @@ impl ItemApi {
     async fn update(
         &self,
         Data(state): Data<&Arc<ApiState>>,
-        req: &Request,
+        Authenticated(caller): Authenticated,
         /// UUID of the item.
         #[oai(name = "itemId")]
         item_id: Path<String>,
@@ -166,7 +165,6 @@ impl ItemApi {
             )
             .into());
         }
-        let caller = caller(state, req).await?;
         let changes = ItemChanges {
             state: match body.item_state {
                 MaybeUndefined::Undefined => None,
@@ -191,13 +189,12 @@ impl ItemApi {
     async fn delete(
         &self,
         Data(state): Data<&Arc<ApiState>>,
-        req: &Request,
+        Authenticated(caller): Authenticated,
         /// UUID of the item.
         #[oai(name = "itemId")]
         item_id: Path<String>,
     ) -> Result<DeleteItemResponse, ApiError> {
         let item_id = parse_item_id(&item_id.0)?;
-        let caller = caller(state, req).await?;
         state.items.delete_own(&caller, item_id).await?;
         Ok(DeleteItemResponse::Deleted)
     }

@@ -1,5 +1,6 @@
 //! The operations, grouped as in the reference's tags.
 
+pub(crate) mod accounts;
 mod health;
 mod items;
 mod network;
@@ -16,14 +17,26 @@ pub enum ApiTags {
     Network,
     /// Health and readiness.
     Health,
+    /// Accounts, sessions and API keys (Better Auth compatible).
+    Auth,
 }
 
-pub type Apis = (health::HealthApi, items::ItemApi, network::NetworkSchemaApi);
+pub type Apis = (
+    health::HealthApi,
+    items::ItemApi,
+    network::NetworkSchemaApi,
+    accounts::AccountApi,
+);
 
 /// The OpenAPI service of every operation; `server_url` is this instance's base URL. The
 /// handlers read the `Arc<ApiState>` from the request data.
 pub fn service(server_url: Option<&str>) -> OpenApiService<Apis, ()> {
-    let apis = (health::HealthApi, items::ItemApi, network::NetworkSchemaApi);
+    let apis = (
+        health::HealthApi,
+        items::ItemApi,
+        network::NetworkSchemaApi,
+        accounts::AccountApi,
+    );
     let service = OpenApiService::new(apis, "DPG", env!("CARGO_PKG_VERSION")).description(
         "DPG API Service: a schema-driven backend for networks of independent organisations. \
          Wire-compatible with the TypeScript implementation.",

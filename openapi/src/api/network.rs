@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use dpg_core::model::Binding;
 use dpg_core::{CoreError, ErrorCode};
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
@@ -12,7 +11,7 @@ use poem_openapi::payload::Json;
 use serde_json::Value;
 
 use super::ApiTags;
-use crate::auth::caller;
+use crate::auth::Authenticated;
 use crate::dto::{RefetchOut, SchemaEntryOut};
 use crate::error::ApiError;
 use crate::state::ApiState;
@@ -94,9 +93,9 @@ impl NetworkSchemaApi {
     async fn refetch(
         &self,
         Data(state): Data<&Arc<ApiState>>,
-        req: &Request,
+        Authenticated(caller): Authenticated,
     ) -> Result<Json<RefetchOut>, ApiError> {
-        caller(state, req).await?;
+        caller.require_admin()?;
         let report = state.schemas.reload().await.map_err(|err| {
             metrics::counter!("dpg_schema_reloads_total", "outcome" => "failed").increment(1);
             reload_error(err)
