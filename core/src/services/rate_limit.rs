@@ -96,7 +96,7 @@ mod tests {
         assert_eq!(
             limiter.hit("sign-in:ip:1.2.3.4", limit).await,
             Err(CoreError::RateLimited {
-                retry_after_secs: 40
+                retry_after_secs: 20
             })
         );
     }
