@@ -95,6 +95,8 @@ pub struct Config {
     pub api_key_prefix: String,
     /// `ALLOWED_ORIGINS`; empty = the reference's localhost defaults.
     pub allowed_origins: Vec<String>,
+    /// Hourly write budget of one API key (`API_KEY_WRITES_PER_HOUR`).
+    pub api_key_writes_per_hour: u32,
     /// Believe `X-Forwarded-For` for the client address (`TRUST_PROXY=true`).
     pub trust_proxy: bool,
     /// Created (or promoted) as administrator at start-up (`DPG_ADMIN_EMAIL`, `DPG_ADMIN_PASSWORD`).
@@ -232,6 +234,11 @@ impl Config {
                 })
                 .unwrap_or_default(),
             trust_proxy: get("TRUST_PROXY").as_deref() == Some("true"),
+            api_key_writes_per_hour: parse_or(
+                "API_KEY_WRITES_PER_HOUR",
+                get("API_KEY_WRITES_PER_HOUR"),
+                10_000u32,
+            )?,
             bootstrap_admin: match (get("DPG_ADMIN_EMAIL"), get("DPG_ADMIN_PASSWORD")) {
                 (Some(email), Some(password)) => Some((email, Secret::new(password))),
                 (None, None) => None,

@@ -22,6 +22,8 @@ use dpg_adapters::system::{SystemClock, UuidV7Generator};
 use dpg_core::model::InstanceIdentity;
 use dpg_core::network::{CatalogHandle, CatalogOrigin, NetworkCatalog, SchemaCompiler};
 use dpg_core::ports::{Authenticator, Cache, Clock, ItemRepository, SchemaLocation};
+use dpg_core::services::auth::AuthLimits;
+use dpg_core::services::rate_limit::Limit;
 use dpg_core::services::{
     AuthService, AuthServiceDeps, AuthSettings, HealthService, ItemService, ItemServiceDeps,
     NetworkSchemaService, SchemaServiceDeps,
@@ -265,6 +267,13 @@ pub fn accounts_service(
         AuthSettings {
             signup_enabled: config.signup_enabled,
             api_key_prefix: config.api_key_prefix.clone(),
+            limits: AuthLimits {
+                writes_per_key: Limit::per(
+                    config.api_key_writes_per_hour,
+                    Duration::from_secs(3600),
+                ),
+                ..AuthLimits::default()
+            },
             ..AuthSettings::default()
         },
     )

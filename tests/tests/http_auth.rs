@@ -850,3 +850,42 @@ async fn development_identity_still_uses_real_accounts_for_account_routes() {
     .await;
     assert_eq!(keys.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn sessions_and_keys_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = || InstanceEnv::new().set("AUTH_MIDDLEWARE_ENABLED", "true");
+    let first = TestInstance::start(dir.path().to_path_buf(), env())
+        .await
+        .expect("boots");
+    let (token, _) = sign_up(&first, "s@example.org").await;
+    let created = call(
+        &first,
+        Method::POST,
+        "/api/auth/api-key/create",
+        As::Bearer(&token),
+        Some(json!({"name": "ci"})),
+    )
+    .await;
+    let key = created.body["key"].as_str().expect("key").to_string();
+    first.stop().await.expect("stop");
+
+    let second = TestInstance::start(dir.path().to_path_buf(), env())
+        .await
+        .expect("boots again");
+    let session = call(
+        &second,
+        Method::GET,
+        "/api/auth/get-session",
+        As::Bearer(&token),
+        None,
+    )
+    .await;
+    assert_eq!(session.body["user"]["email"], "s@example.org");
+    assert_eq!(
+        call(&second, Method::GET, FETCH, As::Key(&key), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}

@@ -505,11 +505,17 @@ impl AccountApi {
         &self,
         Data(state): Data<&Arc<ApiState>>,
         AccountCaller(caller): AccountCaller,
+        req: &Request,
         body: JsonBody<CreateApiKeyIn>,
     ) -> Result<Json<ApiKeyOut>, AuthError> {
         let CreatedApiKey { api_key, key } = state
             .accounts
-            .create_api_key(&caller, body.0.name.as_deref(), body.0.expires_in)
+            .create_api_key(
+                &caller,
+                body.0.name.as_deref(),
+                body.0.expires_in,
+                &client_info(req, state.trust_forwarded_for),
+            )
             .await?;
         Ok(Json(ApiKeyOut::new(&api_key, Some(key))))
     }

@@ -43,6 +43,12 @@ impl AuthService {
         }
         let name = check_name(&request.name)?;
         let email = normalize_email(&request.email)?;
+        self.limiter
+            .hit(
+                &format!("sign-up:account:{email}"),
+                self.settings.limits.sign_up_per_ip,
+            )
+            .await?;
         check_password(&request.password)?;
         let now = self.now();
         let user = User {
@@ -129,6 +135,14 @@ impl AuthService {
         revoke_other_sessions: bool,
         client: &ClientInfo,
     ) -> Result<(User, Option<IssuedSession>), CoreError> {
+        if let Some(ip) = &client.ip {
+            self.limiter
+                .hit(
+                    &format!("password:ip:{ip}"),
+                    self.settings.limits.password_change_per_account,
+                )
+                .await?;
+        }
         self.limiter
             .hit(
                 &format!("password:account:{}", caller.user_id),

@@ -3,7 +3,7 @@
 use super::AuthService;
 use super::credentials::{check_name, hash_secret};
 use crate::error::{CoreError, ErrorCode};
-use crate::model::{ApiKey, AuthMethod, Caller};
+use crate::model::{ApiKey, AuthMethod, Caller, ClientInfo};
 
 /// Random characters after the prefix.
 pub(super) const KEY_RANDOM_CHARS: usize = 64;
@@ -29,6 +29,7 @@ impl AuthService {
         caller: &Caller,
         name: Option<&str>,
         expires_in_secs: Option<u64>,
+        client: &ClientInfo,
     ) -> Result<CreatedApiKey, CoreError> {
         if matches!(caller.method, AuthMethod::ApiKey { .. }) {
             return Err(CoreError::Forbidden {
@@ -46,6 +47,14 @@ impl AuthService {
                 ErrorCode::InvalidInput,
                 "expiresIn must be between 1 second and 10 years",
             ));
+        }
+        if let Some(ip) = &client.ip {
+            self.limiter
+                .hit(
+                    &format!("api-key:ip:{ip}"),
+                    self.settings.limits.key_creation_per_account,
+                )
+                .await?;
         }
         self.limiter
             .hit(

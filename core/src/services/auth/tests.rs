@@ -452,13 +452,13 @@ async fn api_key_lifecycle() {
 
     let err = h
         .service
-        .create_api_key(&owner, None, None)
+        .create_api_key(&owner, None, None, &client())
         .await
         .expect_err("name");
     assert_eq!(err.code(), ErrorCode::NameRequired);
     let created = h
         .service
-        .create_api_key(&owner, Some("ci"), None)
+        .create_api_key(&owner, Some("ci"), None, &client())
         .await
         .expect("created");
     assert!(created.key.starts_with("dpg_"));
@@ -477,7 +477,7 @@ async fn api_key_lifecycle() {
     assert_eq!(caller.user_id, owner.user_id);
     let minted = h
         .service
-        .create_api_key(&caller, Some("nested"), None)
+        .create_api_key(&caller, Some("nested"), None, &client())
         .await;
     assert!(minted.is_err(), "a key cannot mint keys");
 
@@ -530,7 +530,7 @@ async fn api_key_lifecycle() {
 
     let expiring = h
         .service
-        .create_api_key(&owner, Some("short"), Some(60))
+        .create_api_key(&owner, Some("short"), Some(60), &client())
         .await
         .expect("created");
     assert!(h.auth(key(&expiring.key)).await.expect("ok").is_some());
@@ -555,7 +555,7 @@ async fn authentication_works_without_the_cache() {
         .expect("caller");
     let created = h
         .service
-        .create_api_key(&owner, Some("ci"), None)
+        .create_api_key(&owner, Some("ci"), None, &client())
         .await
         .expect("created");
     *lock(&h.store.cache_down) = true;
@@ -628,7 +628,7 @@ async fn password_change_and_account_deletion() {
 
     let created = h
         .service
-        .create_api_key(&caller, Some("ci"), None)
+        .create_api_key(&caller, Some("ci"), None, &client())
         .await
         .expect("key");
     assert!(h.auth(key(&created.key)).await.expect("ok").is_some());
