@@ -6,6 +6,7 @@ pub mod http;
 pub mod identity;
 pub mod memory;
 pub mod metered_cache;
+pub mod peer_http;
 pub mod redis;
 pub mod sql;
 pub mod system;

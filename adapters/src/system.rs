@@ -42,3 +42,14 @@ mod tests {
         assert_eq!(a.get_version_num(), 7);
     }
 }
+
+/// Sleeping on the tokio runtime.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioTimer;
+
+#[async_trait::async_trait]
+impl dpg_core::ports::Timer for TokioTimer {
+    async fn sleep(&self, duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}

@@ -67,6 +67,29 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Calls to other instances and network-wide reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerConfig {
+    /// One peer call, connection included (`PEER_TIMEOUT_MS`).
+    pub call_timeout: Duration,
+    /// Connecting to a peer (`PEER_CONNECT_TIMEOUT_MS`).
+    pub connect_timeout: Duration,
+    /// Largest peer answer read (`PEER_MAX_BODY_BYTES`).
+    pub max_body_bytes: u64,
+    /// One whole network read (`NETWORK_FETCH_DEADLINE_MS`).
+    pub total_deadline: Duration,
+    /// Upper bound of a client's `cache_ttl_seconds` (`NETWORK_CACHE_MAX_TTL_SECONDS`).
+    pub max_cache_ttl: Duration,
+    /// Age limit of the page served when no instance answers (`NETWORK_STALE_LIMIT_SECONDS`).
+    pub stale_limit: Duration,
+    /// Failures that open a peer's circuit breaker (`PEER_BREAKER_FAILURES`).
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before one probe (`PEER_BREAKER_OPEN_SECONDS`).
+    pub breaker_open: Duration,
+    /// Network-read cache misses one client may cause per minute (`NETWORK_FETCH_BUDGET_PER_MINUTE`).
+    pub client_budget_per_minute: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub instance_name: String,
@@ -101,6 +124,7 @@ pub struct Config {
     pub trust_proxy: bool,
     /// Created (or promoted) as administrator at start-up (`DPG_ADMIN_EMAIL`, `DPG_ADMIN_PASSWORD`).
     pub bootstrap_admin: Option<(String, Secret)>,
+    pub peers: PeerConfig,
     pub body_limit_bytes: usize,
     pub json_max_depth: usize,
     pub local_fetch_cache_ttl: Duration,
@@ -219,6 +243,54 @@ impl Config {
                 })
                 .unwrap_or_default(),
             data_dir,
+            peers: PeerConfig {
+                call_timeout: Duration::from_millis(parse_or(
+                    "PEER_TIMEOUT_MS",
+                    get("PEER_TIMEOUT_MS"),
+                    2000u64,
+                )?),
+                connect_timeout: Duration::from_millis(parse_or(
+                    "PEER_CONNECT_TIMEOUT_MS",
+                    get("PEER_CONNECT_TIMEOUT_MS"),
+                    1000u64,
+                )?),
+                max_body_bytes: parse_or(
+                    "PEER_MAX_BODY_BYTES",
+                    get("PEER_MAX_BODY_BYTES"),
+                    4 * 1024 * 1024u64,
+                )?,
+                total_deadline: Duration::from_millis(parse_or(
+                    "NETWORK_FETCH_DEADLINE_MS",
+                    get("NETWORK_FETCH_DEADLINE_MS"),
+                    5000u64,
+                )?),
+                max_cache_ttl: Duration::from_secs(parse_or(
+                    "NETWORK_CACHE_MAX_TTL_SECONDS",
+                    get("NETWORK_CACHE_MAX_TTL_SECONDS"),
+                    3600u64,
+                )?),
+                stale_limit: Duration::from_secs(parse_or(
+                    "NETWORK_STALE_LIMIT_SECONDS",
+                    get("NETWORK_STALE_LIMIT_SECONDS"),
+                    3600u64,
+                )?),
+                breaker_failures: parse_or(
+                    "PEER_BREAKER_FAILURES",
+                    get("PEER_BREAKER_FAILURES"),
+                    5u32,
+                )?
+                .max(1),
+                breaker_open: Duration::from_secs(parse_or(
+                    "PEER_BREAKER_OPEN_SECONDS",
+                    get("PEER_BREAKER_OPEN_SECONDS"),
+                    10u64,
+                )?),
+                client_budget_per_minute: parse_or(
+                    "NETWORK_FETCH_BUDGET_PER_MINUTE",
+                    get("NETWORK_FETCH_BUDGET_PER_MINUTE"),
+                    120u32,
+                )?,
+            },
             auth_enabled,
             signup_enabled: match get("AUTH_SIGNUP_ENABLED") {
                 Some(v) => v == "true",

@@ -13,20 +13,23 @@ use dpg_adapters::http::{HttpSchemaSource, HttpSourceConfig, SchemaSourceRouter}
 use dpg_adapters::identity::DevelopmentAuthenticator;
 use dpg_adapters::memory::MemoryCache;
 use dpg_adapters::metered_cache::MeteredCache;
+use dpg_adapters::peer_http::{HttpPeerTransport, PeerHttpConfig};
 use dpg_adapters::redis::RedisCache;
 use dpg_adapters::sql::{
     PoolSettings, SqlApiKeyRepository, SqlDatabase, SqlItemRepository, SqlSchemaStore,
     SqlSessionRepository, SqlUserRepository,
 };
-use dpg_adapters::system::{SystemClock, UuidV7Generator};
+use dpg_adapters::system::{SystemClock, TokioTimer, UuidV7Generator};
 use dpg_core::model::InstanceIdentity;
 use dpg_core::network::{CatalogHandle, CatalogOrigin, NetworkCatalog, SchemaCompiler};
 use dpg_core::ports::{Authenticator, Cache, Clock, ItemRepository, SchemaLocation};
 use dpg_core::services::auth::AuthLimits;
+use dpg_core::services::network_fetch::BreakerSettings;
 use dpg_core::services::rate_limit::Limit;
 use dpg_core::services::{
     AuthService, AuthServiceDeps, AuthSettings, HealthService, ItemService, ItemServiceDeps,
-    NetworkSchemaService, SchemaServiceDeps,
+    NetworkFetchDeps, NetworkFetchService, NetworkFetchSettings, NetworkSchemaService,
+    PeerItemsService, SchemaServiceDeps,
 };
 use dpg_openapi::cors::CorsPolicy;
 use dpg_openapi::state::CookieSettings;
@@ -138,6 +141,41 @@ impl Instance {
             identity: identity.clone(),
             local_fetch_ttl: config.local_fetch_cache_ttl,
         }));
+        let peer_items = Arc::new(PeerItemsService::new(
+            repository.clone(),
+            catalog.clone(),
+            identity.clone(),
+        ));
+        let network = Arc::new(NetworkFetchService::new(
+            NetworkFetchDeps {
+                repository: repository.clone(),
+                catalog: catalog.clone(),
+                identity: identity.clone(),
+                transport: Arc::new(HttpPeerTransport::new(PeerHttpConfig {
+                    call_timeout: config.peers.call_timeout,
+                    connect_timeout: config.peers.connect_timeout,
+                    max_body_bytes: config.peers.max_body_bytes,
+                    extra_root_ca_pem: None,
+                })?),
+                cache: cache.clone(),
+                clock: clock.clone(),
+                timer: Arc::new(TokioTimer),
+            },
+            NetworkFetchSettings {
+                max_cache_ttl: config.peers.max_cache_ttl,
+                partial_ttl: Duration::from_secs(5),
+                stale_limit: config.peers.stale_limit,
+                total_deadline: config.peers.total_deadline,
+                breaker: BreakerSettings {
+                    failure_threshold: config.peers.breaker_failures,
+                    open_for: config.peers.breaker_open,
+                },
+                client_budget: Limit::per(
+                    config.peers.client_budget_per_minute,
+                    Duration::from_secs(60),
+                ),
+            },
+        ));
         let accounts = Arc::new(accounts_service(
             &config,
             &database,
@@ -159,6 +197,8 @@ impl Instance {
         };
         let state = Arc::new(ApiState {
             items,
+            peer_items,
+            network: network.clone(),
             schemas: schemas.clone(),
             health: Arc::new(HealthService::new(repository, cache, catalog)),
             accounts,
@@ -183,6 +223,12 @@ impl Instance {
                 },
                 server_url: config.base_url.clone(),
                 metrics: Some(Arc::new(move || {
+                    for (peer, state) in network.breaker_states() {
+                        for candidate in ["closed", "open", "half_open"] {
+                            let value = if candidate == state { 1.0 } else { 0.0 };
+                            metrics::gauge!("dpg_peer_breaker_state", "peer" => peer.clone(), "state" => candidate).set(value);
+                        }
+                    }
                     let stats = pool_db.pool_stats();
                     metrics::gauge!("dpg_db_pool_connections", "state" => "in_use")
                         .set(stats.in_use);

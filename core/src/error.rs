@@ -53,6 +53,8 @@ pub enum ErrorCode {
     RateLimited,
     CorsOriginNotAllowed,
     InvalidPreflight,
+    PrivateFieldFilter,
+    InvalidCursor,
 }
 
 impl ErrorCode {
@@ -92,6 +94,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::CorsOriginNotAllowed => "CORS_ORIGIN_NOT_ALLOWED",
             ErrorCode::InvalidPreflight => "INVALID_PREFLIGHT",
+            ErrorCode::PrivateFieldFilter => "PRIVATE_FIELD_FILTER",
+            ErrorCode::InvalidCursor => "INVALID_CURSOR",
             ErrorCode::SchemaUrlForbidden => "SCHEMA_URL_FORBIDDEN",
             ErrorCode::InvalidSchemaRef => "INVALID_SCHEMA_REF",
         }

@@ -47,6 +47,18 @@ pub struct ErrorBody {
     pub allowed_item_types_by_binding: Option<BTreeMap<String, Vec<String>>>,
     /// Individual rule failures, when the input broke a schema.
     pub violations: Option<Vec<ViolationOut>>,
+    /// How each instance fared, when a network read found none answering.
+    pub peers: Option<Vec<PeerReportOut>>,
+}
+
+/// How one instance fared in a network read.
+#[derive(Debug, Clone, PartialEq, Object)]
+pub struct PeerReportOut {
+    pub instance_url: String,
+    /// `ok`, `timeout`, `error`, `invalid`, `circuit_open` or `skipped`.
+    pub status: String,
+    pub count: Option<u64>,
+    pub latency_ms: u64,
 }
 
 impl ErrorBody {
@@ -63,6 +75,7 @@ impl ErrorBody {
             allowed_domains: None,
             allowed_item_types_by_binding: None,
             violations: None,
+            peers: None,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod cors;
 pub mod dto;
 pub mod encoded;
 pub mod error;
+pub mod filters;
 pub mod middleware;
 pub mod query;
 pub mod state;

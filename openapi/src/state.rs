@@ -4,12 +4,19 @@ use std::sync::Arc;
 
 use dpg_core::model::InstanceIdentity;
 use dpg_core::ports::Authenticator;
-use dpg_core::services::{AuthService, HealthService, ItemService, NetworkSchemaService};
+use dpg_core::services::{
+    AuthService, HealthService, ItemService, NetworkFetchService, NetworkSchemaService,
+    PeerItemsService,
+};
 
 use crate::cors::CorsPolicy;
 
 pub struct ApiState {
     pub items: Arc<ItemService>,
+    /// What peers read from this instance (`count_local`, `fetch_local`).
+    pub peer_items: Arc<PeerItemsService>,
+    /// Network-wide reads.
+    pub network: Arc<NetworkFetchService>,
     pub schemas: Arc<NetworkSchemaService>,
     pub health: Arc<HealthService>,
     /// Accounts, sessions and API keys (the `/api/auth` routes).

@@ -5,7 +5,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use dpg_adapters::sql::{SqlDatabase, SqlItemRepository};
 use dpg_core::error::{CoreError, ErrorCode};
-use dpg_core::model::{GeoRadius, Item, ItemFilter, PageRequest, StateFilter};
+use dpg_core::model::{GeoRadius, Item, ItemFilter, ItemKey, PageRequest, StateFilter};
 use dpg_core::ports::ItemRepository;
 use dpg_tests::support::postgres::TestDatabase;
 use serde_json::{Value, json};
@@ -320,6 +320,39 @@ mod suite {
             as_strings, descending,
             "ties broken by item_id as a lowercase string, descending"
         );
+    }
+
+    pub async fn keyset_pages_walk_the_global_order_without_overlap(repo: &dyn ItemRepository) {
+        let mut items = Vec::new();
+        for i in 0..23 {
+            // Groups of four share a timestamp, so the id tie-break matters at page edges.
+            items.push(item("net", "dom", "job", "alice", at(i / 4)));
+        }
+        items.push(item("net", "other", "job", "alice", at(50)));
+        insert_all(repo, &items).await;
+        let filter = ItemFilter::new("net", "dom");
+        let mut expected: Vec<Item> = items
+            .iter()
+            .filter(|i| i.domain == "dom")
+            .cloned()
+            .collect();
+        sort_newest_first(&mut expected);
+
+        for limit in [1, 3, 4, 5, 30] {
+            let mut seen: Vec<Item> = Vec::new();
+            let mut after = None;
+            loop {
+                let found = repo
+                    .find_after(&filter, after, limit)
+                    .await
+                    .expect("find_after");
+                assert!(found.len() <= limit as usize);
+                let Some(last) = found.last() else { break };
+                after = Some(ItemKey::of(last));
+                seen.extend(found);
+            }
+            assert_eq!(ids(&seen), ids(&expected), "limit {limit}");
+        }
     }
 
     pub async fn pages_neither_overlap_nor_leave_gaps(repo: &dyn ItemRepository) {
@@ -641,6 +674,7 @@ contract_tests!(
     delete_owned_removes_only_the_owners_item,
     order_is_newest_first_with_item_id_breaking_ties,
     pages_neither_overlap_nor_leave_gaps,
+    keyset_pages_walk_the_global_order_without_overlap,
     identity_filters_select_exactly,
     state_containment_follows_jsonb,
     geo_radius_is_inclusive_and_skips_items_without_coordinates,

@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use dpg_core::error::{CoreError, ErrorCode};
-use dpg_core::model::{Item, ItemFilter, ItemPage, PageRequest};
+use dpg_core::model::{Item, ItemFilter, ItemKey, ItemPage, PageRequest};
 use dpg_core::ports::ItemRepository;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -82,6 +82,35 @@ impl ItemRepository for SqlItemRepository {
             total,
             items: rows.into_iter().map(item::Model::into_item).collect(),
         })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %filter.network, domain = %filter.domain))]
+    async fn find_after(
+        &self,
+        filter: &ItemFilter,
+        after: Option<ItemKey>,
+        limit: u32,
+    ) -> Result<Vec<Item>, CoreError> {
+        let mut condition = item_condition(filter, self.backend);
+        if let Some(after) = after {
+            let at = item::to_millis(after.created_at);
+            condition = condition.add(
+                Condition::any().add(Column::CreatedAt.lt(at)).add(
+                    Condition::all()
+                        .add(Column::CreatedAt.eq(at))
+                        .add(Column::ItemId.lt(after.item_id)),
+                ),
+            );
+        }
+        let rows = Entity::find()
+            .filter(condition)
+            .order_by_desc(Column::CreatedAt)
+            .order_by_desc(Column::ItemId)
+            .limit(u64::from(limit))
+            .all(&self.conn)
+            .await
+            .map_err(|e| storage_error("find items after a position", &e))?;
+        Ok(rows.into_iter().map(item::Model::into_item).collect())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(network = %filter.network, domain = %filter.domain))]

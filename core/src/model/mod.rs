@@ -6,6 +6,7 @@ mod caller;
 mod filter;
 mod instance;
 mod item;
+mod position;
 mod text;
 
 pub use account::{ApiKey, ClientInfo, Role, Session, User};
@@ -14,4 +15,5 @@ pub use caller::{AuthMethod, Caller};
 pub use filter::{EARTH_RADIUS_METERS, GeoBox, GeoRadius, ItemFilter, PageRequest, StateFilter};
 pub use instance::{InstanceIdentity, base_url, normalize_instance_url};
 pub use item::{Item, ItemChanges, ItemPage, NewItem, PageDocument, PageMeta, wire_time};
+pub use position::{ItemKey, global_order};
 pub use text::{reject_nul, reject_nul_in_json};

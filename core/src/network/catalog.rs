@@ -13,6 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::document::{Domain, NetworkDocument};
+use super::privacy::PrivateFields;
 use super::validation::{CompiledSchema, SchemaCompiler};
 use crate::error::{CoreError, ErrorCode, UnservedBinding};
 use crate::model::{Binding, InstanceIdentity, normalize_instance_url};
@@ -26,6 +27,8 @@ pub struct ItemSchema {
     pub schema_url: String,
     /// The custom schema URL this instance publishes for the type, if any.
     pub custom_url: Option<String>,
+    /// Fields marked `"private": true`, never served to peers.
+    pub private: PrivateFields,
     compiled: Result<Arc<CompiledSchema>, String>,
 }
 
@@ -117,12 +120,14 @@ impl NetworkCatalog {
                         default_schema_url(&document, &domain.name, item_type, &identity.base_url)
                     });
                     let compiled = compiler.compile(&schema).map(Arc::new);
+                    let private = PrivateFields::of_schema(&schema);
                     item_schemas.insert(
                         (domain.name.clone(), item_type.clone()),
                         ItemSchema {
                             schema,
                             schema_url,
                             custom_url,
+                            private,
                             compiled,
                         },
                     );
@@ -191,6 +196,22 @@ impl NetworkCatalog {
                     format!("Item type \"{item_type}\" is not defined for domain \"{domain}\" in network \"{network}\"."),
                 )
             })
+    }
+
+    /// The private fields of one item type (none when the type is unknown).
+    pub fn private_fields(&self, network: &str, domain: &str, item_type: &str) -> PrivateFields {
+        self.item_schema(network, domain, item_type)
+            .map(|schema| schema.private.clone())
+            .unwrap_or_default()
+    }
+
+    /// The private fields of every item type of a domain together (for refusing filters).
+    pub fn domain_private_fields(&self, network: &str, domain: &str) -> PrivateFields {
+        let mut all = PrivateFields::default();
+        for item_type in self.item_types(network, domain) {
+            all.merge(&self.private_fields(network, domain, &item_type));
+        }
+        all
     }
 
     /// Item types of a binding, in document order; empty when not loaded.

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod document;
+pub mod privacy;
 pub mod refs;
 pub mod validation;
 

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::error::CoreError;
-use crate::model::{Item, ItemFilter, ItemPage, PageRequest};
+use crate::model::{Item, ItemFilter, ItemKey, ItemPage, PageRequest};
 
 /// Durable storage of items.
 ///
@@ -19,6 +19,16 @@ pub trait ItemRepository: Send + Sync {
     /// Items matching `filter`, ordered `created_at` desc then `item_id` desc, sliced by
     /// `page`, with `total` = number of all matches.
     async fn find(&self, filter: &ItemFilter, page: PageRequest) -> Result<ItemPage, CoreError>;
+
+    /// At most `limit` items matching `filter` that come after `after` in the global order
+    /// (from the start when `None`), in that order. Keyset paging: costs `limit`, not the
+    /// depth of the page.
+    async fn find_after(
+        &self,
+        filter: &ItemFilter,
+        after: Option<ItemKey>,
+        limit: u32,
+    ) -> Result<Vec<Item>, CoreError>;
 
     /// Number of items matching `filter`.
     async fn count(&self, filter: &ItemFilter) -> Result<u64, CoreError>;

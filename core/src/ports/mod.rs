@@ -6,8 +6,10 @@ mod authenticator;
 mod cache;
 mod clock;
 mod item_repository;
+mod peer_transport;
 mod schema_source;
 mod schema_store;
+mod timer;
 
 pub use accounts::{
     ApiKeyRepository, PasswordHasher, SecretGenerator, SessionRepository, UserRepository,
@@ -16,10 +18,12 @@ pub use authenticator::{Authenticator, Credentials};
 pub use cache::Cache;
 pub use clock::{Clock, IdGenerator};
 pub use item_repository::ItemRepository;
+pub use peer_transport::{PeerError, PeerPage, PeerPageAnswer, PeerTransport};
 pub use schema_source::{
     FetchOutcome, FetchedDocument, SchemaLocation, SchemaSource, SourceValidators,
 };
 pub use schema_store::{SchemaStore, StoredDocument, StoredKind};
+pub use timer::Timer;
 
 #[cfg(any(test, feature = "mocks"))]
 pub use accounts::{
@@ -35,6 +39,10 @@ pub use clock::{MockClock, MockIdGenerator};
 #[cfg(any(test, feature = "mocks"))]
 pub use item_repository::MockItemRepository;
 #[cfg(any(test, feature = "mocks"))]
+pub use peer_transport::MockPeerTransport;
+#[cfg(any(test, feature = "mocks"))]
 pub use schema_source::MockSchemaSource;
 #[cfg(any(test, feature = "mocks"))]
 pub use schema_store::MockSchemaStore;
+#[cfg(any(test, feature = "mocks"))]
+pub use timer::MockTimer;

@@ -338,6 +338,15 @@ mod tests {
             )
             .times(1)
             .returning(|_, _, _| Ok(1));
+        cache
+            .expect_increment()
+            .with(
+                eq("network-gen:yellow_dot:student"),
+                eq(1),
+                eq(GENERATION_TTL),
+            )
+            .times(1)
+            .returning(|_, _, _| Ok(1));
         let item = service(repository, cache)
             .create(&Caller::new("u1"), new_item(json!({"name": "Asha"})))
             .await
@@ -561,7 +570,7 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(true));
         let mut cache = MockCache::new();
-        cache.expect_increment().times(1).returning(|_, _, _| Ok(3));
+        cache.expect_increment().times(2).returning(|_, _, _| Ok(3));
         let svc = service(repository, cache);
         assert_eq!(
             svc.delete_own(&Caller::new("u2"), ID)

@@ -3,11 +3,18 @@
 pub mod auth;
 pub mod health;
 pub mod items;
+pub mod network_fetch;
 mod page_cache;
+pub mod peer_items;
 pub mod rate_limit;
 pub mod schemas;
 
 pub use auth::{AuthService, AuthServiceDeps, AuthSettings, IssuedSession, SignedIn};
 pub use health::{HealthService, Readiness};
 pub use items::{ItemService, ItemServiceDeps};
+pub use network_fetch::{
+    NetworkFetchDeps, NetworkFetchService, NetworkFetchSettings, NetworkOutcome, NetworkQuery,
+    Paging,
+};
+pub use peer_items::{PeerItemsService, PeerPageRequest};
 pub use schemas::{LoadStatus, NetworkSchemaService, ReloadReport, SchemaServiceDeps};

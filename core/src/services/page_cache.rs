@@ -79,14 +79,25 @@ impl OwnerPageCache {
         }
     }
 
-    /// Hides every cached page of `owner` in `network/domain`.
+    /// Hides every cached page of `owner` in `network/domain`, and every cached network
+    /// page of `network/domain` (they contain this instance's items).
     pub async fn invalidate(&self, network: &str, domain: &str, owner: &str) {
-        let key = generation_key(network, domain, owner);
-        if let Err(err) = self.cache.increment(&key, 1, GENERATION_TTL).await {
-            // Pages expire on their own after the short local-fetch TTL.
+        let owner_key = generation_key(network, domain, owner);
+        let network_key = network_generation_key(network, domain);
+        let (owner, network) = futures::join!(
+            self.cache.increment(&owner_key, 1, GENERATION_TTL),
+            self.cache.increment(&network_key, 1, GENERATION_TTL)
+        );
+        if let Some(err) = owner.err().or(network.err()) {
+            // Pages expire on their own after their TTL.
             tracing::warn!(error = %err, "cache invalidation failed");
         }
     }
+}
+
+/// The write generation of `network/domain` on this instance, part of network page keys.
+pub fn network_generation_key(network: &str, domain: &str) -> String {
+    format!("network-gen:{network}:{domain}")
 }
 
 pub fn generation_key(network: &str, domain: &str, owner: &str) -> String {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use dpg_core::model::{GeoRadius, ItemChanges, ItemFilter, NewItem, PageRequest, StateFilter};
+use dpg_core::model::{ItemChanges, NewItem, PageRequest};
 use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -19,6 +19,7 @@ use crate::dto::{
 };
 use crate::encoded::EncodedJson;
 use crate::error::{ApiError, Rejection};
+use crate::filters::FilterParams;
 use crate::query::{item_state_filter, reject_repeated};
 use crate::state::ApiState;
 
@@ -123,21 +124,20 @@ impl ItemApi {
     ) -> Result<EncodedJson<ItemPageOut>, ApiError> {
         let query = req.uri().query().unwrap_or_default();
         reject_repeated(query, SCALAR_FILTERS)?;
-        let state_filter = item_state_filter(query)?
-            .map(StateFilter::new)
-            .transpose()?;
         let page = PageRequest::new(limit.0, offset.0)?;
-        let filter = ItemFilter {
-            network: non_empty("item_network", item_network.0)?,
-            domain: non_empty("item_domain", item_domain.0)?,
+        let filter = FilterParams {
+            network: item_network.0,
+            domain: item_domain.0,
             item_type: item_type.0,
             item_id: item_id.0,
             instance_url: item_instance_url.0,
             schema_url: item_schema_url.0,
-            state: state_filter,
-            geo: GeoRadius::from_parts(item_latitude.0, item_longitude.0, radius_meters.0)?,
-            created_by: None,
-        };
+            state: item_state_filter(query)?,
+            latitude: item_latitude.0,
+            longitude: item_longitude.0,
+            radius_meters: radius_meters.0,
+        }
+        .into_filter("querystring")?;
         let document = state.items.fetch_own(&caller, filter, page).await?;
         Ok(EncodedJson::new(document.into_bytes()))
     }
@@ -217,13 +217,4 @@ impl<T> IntoPatch<T> for MaybeUndefined<T> {
 
 fn parse_item_id(raw: &str) -> Result<Uuid, Rejection> {
     Uuid::parse_str(raw).map_err(|_| Rejection::validation("params/itemId Invalid UUID"))
-}
-
-fn non_empty(name: &str, value: String) -> Result<String, Rejection> {
-    if value.is_empty() {
-        return Err(Rejection::validation(format!(
-            "querystring/{name} Too small: expected string to have >=1 characters"
-        )));
-    }
-    Ok(value)
 }

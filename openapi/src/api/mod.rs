@@ -2,8 +2,9 @@
 
 pub(crate) mod accounts;
 mod health;
-mod items;
+pub(crate) mod items;
 mod network;
+mod network_items;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -25,6 +26,7 @@ pub type Apis = (
     health::HealthApi,
     items::ItemApi,
     network::NetworkSchemaApi,
+    network_items::NetworkItemsApi,
     accounts::AccountApi,
 );
 
@@ -35,6 +37,7 @@ pub fn service(server_url: Option<&str>) -> OpenApiService<Apis, ()> {
         health::HealthApi,
         items::ItemApi,
         network::NetworkSchemaApi,
+        network_items::NetworkItemsApi,
         accounts::AccountApi,
     );
     let service = OpenApiService::new(apis, "DPG", env!("CARGO_PKG_VERSION")).description(

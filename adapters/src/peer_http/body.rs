@@ -1,0 +1,293 @@
+//! Request bodies and answer parsing of the peer calls, kept free of I/O so they are
+//! tested on their own.
+
+use dpg_core::model::ItemFilter;
+use dpg_core::ports::{PeerError, PeerPage, PeerPageAnswer};
+use serde_json::{Map, Value};
+
+/// The `count_local` body: the filter's keys in the reference's order, absent ones omitted.
+/// `created_by` is never sent: peer routes are not owner-scoped.
+pub(super) fn count_body(filter: &ItemFilter) -> Value {
+    Value::Object(filter_keys(filter))
+}
+
+/// The `fetch_local` body: the filter's keys, then `limit`, `offset`, and `cursor` when set.
+pub(super) fn fetch_body(filter: &ItemFilter, page: &PeerPage) -> Value {
+    let mut body = filter_keys(filter);
+    body.insert("limit".into(), Value::from(page.limit));
+    body.insert("offset".into(), Value::from(page.offset));
+    if let Some(cursor) = &page.cursor {
+        body.insert("cursor".into(), Value::from(cursor.as_str()));
+    }
+    Value::Object(body)
+}
+
+fn filter_keys(filter: &ItemFilter) -> Map<String, Value> {
+    let mut body = Map::new();
+    let mut put = |key: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            body.insert(key.to_string(), value);
+        }
+    };
+    put(
+        "item_id",
+        filter.item_id.map(|id| Value::from(id.to_string())),
+    );
+    put("item_network", Some(Value::from(filter.network.as_str())));
+    put("item_domain", Some(Value::from(filter.domain.as_str())));
+    put("item_type", filter.item_type.as_deref().map(Value::from));
+    put(
+        "item_instance_url",
+        filter.instance_url.as_deref().map(Value::from),
+    );
+    put(
+        "item_schema_url",
+        filter.schema_url.as_deref().map(Value::from),
+    );
+    put("item_state", filter.state.as_ref().map(|s| s.to_value()));
+    // GeoRadius::new only admits finite numbers, so these are always JSON numbers.
+    put("item_latitude", filter.geo.map(|g| Value::from(g.latitude)));
+    put(
+        "item_longitude",
+        filter.geo.map(|g| Value::from(g.longitude)),
+    );
+    put(
+        "radius_meters",
+        filter.geo.map(|g| Value::from(g.radius_meters)),
+    );
+    body
+}
+
+/// A `count_local` answer: `{"count": <JSON integer >= 0>}`; anything else breaks the
+/// protocol (the reference would concatenate a string count).
+pub(super) fn parse_count(bytes: &[u8]) -> Result<u64, PeerError> {
+    let answer = parse_object(bytes)?;
+    match answer.get("count") {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| invalid("count is not a non-negative integer")),
+        Some(_) => Err(invalid("count is not a number")),
+        None => Err(invalid("count is missing")),
+    }
+}
+
+/// A `fetch_local` answer: an object whose `items` is an array; `meta` is optional. Items
+/// are returned as they came: the caller validates them.
+pub(super) fn parse_page(bytes: &[u8]) -> Result<PeerPageAnswer, PeerError> {
+    let mut answer = parse_object(bytes)?;
+    let items = match answer.remove("items") {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(invalid("items is not an array")),
+        None => return Err(invalid("items is missing")),
+    };
+    let (total, cursor_capable) = match answer.get("meta") {
+        None | Some(Value::Null) => (None, false),
+        Some(Value::Object(meta)) => (
+            meta.get("total").and_then(Value::as_u64),
+            meta.contains_key("next_cursor"),
+        ),
+        Some(_) => return Err(invalid("meta is not an object")),
+    };
+    Ok(PeerPageAnswer {
+        items,
+        total,
+        cursor_capable,
+    })
+}
+
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, PeerError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(invalid("the answer is not a JSON object")),
+        Err(_) => Err(invalid("the answer is not JSON")),
+    }
+}
+
+fn invalid(reason: &str) -> PeerError {
+    PeerError::Invalid(reason.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use dpg_core::model::{GeoRadius, StateFilter};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn keys(body: &Value) -> Vec<&str> {
+        body.as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+
+    fn full_filter() -> ItemFilter {
+        ItemFilter {
+            network: "dev".into(),
+            domain: "jobs".into(),
+            item_type: Some("job".into()),
+            item_id: Some(Uuid::nil()),
+            instance_url: Some("http://a.test".into()),
+            schema_url: Some("http://a.test/s.json".into()),
+            state: Some(StateFilter::new(json!({"city": "Pune", "tags": ["x"]})).expect("state")),
+            geo: Some(GeoRadius::new(18.5, 73.8, 5000.0).expect("geo")),
+            created_by: Some("user-1".into()),
+        }
+    }
+
+    #[test]
+    fn count_body_carries_every_filter_key_in_reference_order() {
+        let body = count_body(&full_filter());
+        assert_eq!(
+            keys(&body),
+            [
+                "item_id",
+                "item_network",
+                "item_domain",
+                "item_type",
+                "item_instance_url",
+                "item_schema_url",
+                "item_state",
+                "item_latitude",
+                "item_longitude",
+                "radius_meters",
+            ]
+        );
+        assert_eq!(
+            body,
+            json!({
+                "item_id": "00000000-0000-0000-0000-000000000000",
+                "item_network": "dev",
+                "item_domain": "jobs",
+                "item_type": "job",
+                "item_instance_url": "http://a.test",
+                "item_schema_url": "http://a.test/s.json",
+                "item_state": {"city": "Pune", "tags": ["x"]},
+                "item_latitude": 18.5,
+                "item_longitude": 73.8,
+                "radius_meters": 5000.0,
+            })
+        );
+    }
+
+    #[test]
+    fn absent_filter_keys_are_omitted_and_owner_never_sent() {
+        let mut filter = ItemFilter::new("dev", "jobs");
+        filter.created_by = Some("user-1".into());
+        assert_eq!(
+            count_body(&filter),
+            json!({"item_network": "dev", "item_domain": "jobs"})
+        );
+        let body = fetch_body(
+            &filter,
+            &PeerPage {
+                limit: 10,
+                offset: 0,
+                cursor: None,
+            },
+        );
+        assert_eq!(
+            body,
+            json!({"item_network": "dev", "item_domain": "jobs", "limit": 10, "offset": 0})
+        );
+        assert!(!body.to_string().contains("created_by"));
+    }
+
+    #[test]
+    fn geo_sends_the_three_numbers_together() {
+        let mut filter = ItemFilter::new("dev", "jobs");
+        filter.geo = Some(GeoRadius::new(-33.9, 151.2, 1.5).expect("geo"));
+        let body = count_body(&filter);
+        assert_eq!(body["item_latitude"], json!(-33.9));
+        assert_eq!(body["item_longitude"], json!(151.2));
+        assert_eq!(body["radius_meters"], json!(1.5));
+        assert!(body["item_latitude"].is_number());
+    }
+
+    #[test]
+    fn fetch_body_sends_cursor_only_when_set() {
+        let filter = full_filter();
+        let mut page = PeerPage {
+            limit: 20,
+            offset: 40,
+            cursor: None,
+        };
+        let body = fetch_body(&filter, &page);
+        assert_eq!(keys(&body)[10..], ["limit", "offset"]);
+        assert_eq!(body["limit"], json!(20));
+        assert_eq!(body["offset"], json!(40));
+        page.cursor = Some("opaque-1".into());
+        let body = fetch_body(&filter, &page);
+        assert_eq!(keys(&body)[10..], ["limit", "offset", "cursor"]);
+        assert_eq!(body["cursor"], json!("opaque-1"));
+    }
+
+    #[test]
+    fn count_answers_must_be_non_negative_integers() {
+        assert_eq!(parse_count(br#"{"count": 0}"#), Ok(0));
+        assert_eq!(parse_count(br#"{"count": 42, "extra": true}"#), Ok(42));
+        for bad in [
+            r#"{"count": -1}"#,
+            r#"{"count": "5"}"#,
+            r#"{"count": 5.5}"#,
+            r#"{"count": 5.0}"#,
+            r#"{"count": null}"#,
+            r#"{}"#,
+            r#"[1]"#,
+            r#"5"#,
+            "not json",
+            "",
+        ] {
+            assert!(
+                matches!(parse_count(bad.as_bytes()), Err(PeerError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn page_answers_need_an_items_array() {
+        let page = parse_page(br#"{"meta":{"total":7,"limit":2,"offset":0},"items":[{"a":1},2]}"#)
+            .expect("page");
+        assert_eq!(page.items, vec![json!({"a": 1}), json!(2)]);
+        assert_eq!(page.total, Some(7));
+        assert!(!page.cursor_capable);
+
+        let page = parse_page(br#"{"items":[]}"#).expect("no meta");
+        assert_eq!((page.total, page.cursor_capable), (None, false));
+
+        for (meta, total, capable) in [
+            (r#"{"total": 3, "next_cursor": null}"#, Some(3), true),
+            (r#"{"total": 3, "next_cursor": "c"}"#, Some(3), true),
+            (r#"{"total": -3}"#, None, false),
+            (r#"{"total": "3"}"#, None, false),
+            (r#"{"total": 3.5}"#, None, false),
+            ("null", None, false),
+        ] {
+            let body = format!(r#"{{"meta": {meta}, "items": []}}"#);
+            let page = parse_page(body.as_bytes()).expect("page");
+            assert_eq!(
+                (page.total, page.cursor_capable),
+                (total, capable),
+                "{meta}"
+            );
+        }
+
+        for bad in [
+            r#"{"items": {}}"#,
+            r#"{"items": "[]"}"#,
+            r#"{"items": null}"#,
+            r#"{"meta": {}}"#,
+            r#"{"meta": 1, "items": []}"#,
+            r#"[]"#,
+            "<html>",
+        ] {
+            assert!(
+                matches!(parse_page(bad.as_bytes()), Err(PeerError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,541 @@
+//! The HTTP client behind `PeerTransport`: one pooled client, no redirects, every call
+//! bounded by a deadline and every answer by a size cap.
+
+use std::error::Error as _;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use dpg_core::CoreError;
+use dpg_core::model::ItemFilter;
+use dpg_core::ports::{PeerError, PeerPage, PeerPageAnswer, PeerTransport};
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::{Certificate, redirect};
+use serde_json::Value;
+use url::Url;
+
+use super::body;
+
+/// Counter of peer calls, labelled `peer`, `operation` and `outcome`
+/// (`ok`, `timeout`, `unreachable`, `status`, `invalid`).
+pub const REQUESTS_TOTAL: &str = "dpg_peer_requests_total";
+/// Histogram of peer call durations in seconds, labelled `peer` and `operation`.
+pub const DURATION_SECONDS: &str = "dpg_peer_request_duration_seconds";
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// How peer calls are bounded; `Default` is the production setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerHttpConfig {
+    /// The whole call: connect, send, and read the answer.
+    pub call_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Answers larger than this are refused while being read.
+    pub max_body_bytes: u64,
+    /// PEM certificates trusted in addition to the platform's roots (a private CA).
+    pub extra_root_ca_pem: Option<Vec<u8>>,
+}
+
+impl Default for PeerHttpConfig {
+    fn default() -> Self {
+        PeerHttpConfig {
+            call_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            max_body_bytes: 4 * 1024 * 1024,
+            extra_root_ca_pem: None,
+        }
+    }
+}
+
+/// Calls other instances' peer endpoints over HTTP(S).
+#[derive(Debug, Clone)]
+pub struct HttpPeerTransport {
+    client: reqwest::Client,
+    call_timeout: Duration,
+    max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    CountLocal,
+    FetchLocal,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::CountLocal => "count_local",
+            Operation::FetchLocal => "fetch_local",
+        }
+    }
+}
+
+impl HttpPeerTransport {
+    /// Installs the ring TLS provider when the process has none yet, so building never panics.
+    pub fn new(config: PeerHttpConfig) -> Result<Self, CoreError> {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Losing a race with another installer is fine: a provider is then in place.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let mut builder = reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            // Peers are called at the address the network document names, never via a proxy
+            // taken from the environment.
+            .no_proxy()
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("dpg/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &config.extra_root_ca_pem {
+            let certs = Certificate::from_pem_bundle(pem)
+                .map_err(|e| CoreError::internal(format!("reading the peer CA bundle: {e}")))?;
+            if certs.is_empty() {
+                return Err(CoreError::internal(
+                    "the peer CA bundle holds no certificate",
+                ));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| CoreError::internal(format!("building the peer HTTP client: {e}")))?;
+        Ok(HttpPeerTransport {
+            client,
+            call_timeout: config.call_timeout,
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+
+    /// One call: POST, read the answer within the deadline, parse it, and record metrics.
+    async fn exchange<T>(
+        &self,
+        peer_url: &str,
+        operation: Operation,
+        body: Value,
+        request_id: &str,
+        parse: fn(&[u8]) -> Result<T, PeerError>,
+    ) -> Result<T, PeerError> {
+        let started = Instant::now();
+        let (peer, result) = match endpoint(peer_url, operation) {
+            Ok((origin, url)) => {
+                let call = self.post(url, body, request_id);
+                let result = match tokio::time::timeout(self.call_timeout, call).await {
+                    Ok(answer) => answer.and_then(|bytes| parse(&bytes)),
+                    Err(_) => Err(PeerError::Timeout),
+                };
+                (origin, result)
+            }
+            Err(error) => ("invalid".to_string(), Err(error)),
+        };
+        record(&peer, operation, started.elapsed(), &result);
+        if let Err(error) = &result {
+            tracing::warn!(
+                peer,
+                operation = operation.as_str(),
+                request_id,
+                %error,
+                "peer call failed"
+            );
+        }
+        result
+    }
+
+    async fn post(&self, url: Url, body: Value, request_id: &str) -> Result<Vec<u8>, PeerError> {
+        let mut request = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        match HeaderValue::from_str(request_id) {
+            Ok(value) => request = request.header(REQUEST_ID_HEADER, value),
+            Err(_) => tracing::debug!(request_id, "request id is not a header value; not sent"),
+        }
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            // The peer's body is never read nor relayed.
+            return Err(PeerError::Status(status.as_u16()));
+        }
+        self.read_body(response).await
+    }
+
+    /// Reads the answer chunk by chunk, refusing it as soon as it passes the cap.
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, PeerError> {
+        let too_large =
+            || PeerError::Invalid(format!("answer larger than {} bytes", self.max_body_bytes));
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_body_bytes)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if u64::try_from(body.len() + chunk.len()).map_or(true, |n| n > self.max_body_bytes) {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+#[async_trait]
+impl PeerTransport for HttpPeerTransport {
+    async fn count_local(
+        &self,
+        peer_url: &str,
+        filter: &ItemFilter,
+        request_id: &str,
+    ) -> Result<u64, PeerError> {
+        let body = body::count_body(filter);
+        self.exchange(
+            peer_url,
+            Operation::CountLocal,
+            body,
+            request_id,
+            body::parse_count,
+        )
+        .await
+    }
+
+    async fn fetch_local(
+        &self,
+        peer_url: &str,
+        filter: &ItemFilter,
+        page: &PeerPage,
+        request_id: &str,
+    ) -> Result<PeerPageAnswer, PeerError> {
+        let body = body::fetch_body(filter, page);
+        self.exchange(
+            peer_url,
+            Operation::FetchLocal,
+            body,
+            request_id,
+            body::parse_page,
+        )
+        .await
+    }
+}
+
+/// The peer's origin (the metrics label) and the endpoint URL. Like the reference, the
+/// endpoint path is absolute: a path in the instance URL is dropped, and so are user info,
+/// query and fragment.
+fn endpoint(peer_url: &str, operation: Operation) -> Result<(String, Url), PeerError> {
+    let unusable = || PeerError::Unreachable("invalid peer URL".to_string());
+    let url = Url::parse(peer_url.trim()).map_err(|_| unusable())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(unusable());
+    }
+    let origin = url.origin().ascii_serialization();
+    let endpoint = Url::parse(&format!(
+        "{origin}/api/v1/network/item/{}",
+        operation.as_str()
+    ))
+    .map_err(|_| unusable())?;
+    Ok((origin, endpoint))
+}
+
+/// Maps a client failure. Only the connect phase has its own timer; the call deadline is
+/// enforced around the whole exchange.
+fn transport_error(error: reqwest::Error) -> PeerError {
+    tracing::debug!(error = ?error, "peer transport error");
+    if error.is_timeout() {
+        return PeerError::Timeout;
+    }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind;
+            let reason = match io.kind() {
+                ErrorKind::ConnectionRefused => "connection refused",
+                ErrorKind::ConnectionReset => "connection reset",
+                ErrorKind::ConnectionAborted => "connection aborted",
+                ErrorKind::UnexpectedEof => "connection closed",
+                ErrorKind::TimedOut => return PeerError::Timeout,
+                _ => break,
+            };
+            return PeerError::Unreachable(reason.to_string());
+        }
+        source = cause.source();
+    }
+    let reason = if error.is_connect() {
+        "could not connect"
+    } else if error.is_body() || error.is_decode() {
+        "answer interrupted"
+    } else {
+        "connection closed without an answer"
+    };
+    PeerError::Unreachable(reason.to_string())
+}
+
+fn outcome<T>(result: &Result<T, PeerError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(PeerError::Timeout) => "timeout",
+        Err(PeerError::Unreachable(_)) => "unreachable",
+        Err(PeerError::Status(_)) => "status",
+        Err(PeerError::Invalid(_)) => "invalid",
+    }
+}
+
+fn record<T>(peer: &str, operation: Operation, elapsed: Duration, result: &Result<T, PeerError>) {
+    let operation = operation.as_str();
+    metrics::counter!(
+        REQUESTS_TOTAL,
+        "peer" => peer.to_string(),
+        "operation" => operation,
+        "outcome" => outcome(result)
+    )
+    .increment(1);
+    metrics::histogram!(
+        DURATION_SECONDS,
+        "peer" => peer.to_string(),
+        "operation" => operation
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, CounterFn, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+        SharedString, Unit,
+    };
+
+    use super::*;
+
+    /// A self-signed CA certificate, only ever parsed.
+    const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBjTCCATOgAwIBAgIUEutelMLRGDNcrpdQYorCyfNaILAwCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQZHBnIHRlc3QgcGVlciBDQTAgFw0yNjExMjgwNDEzNTJaGA8y
+MTI2MTEwNDA0MTM1MlowGzEZMBcGA1UEAwwQZHBnIHRlc3QgcGVlciBDQTBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABH/N1erXiS11OzP3Gm1kkI23LVu6yNUDZfkJ
+3AbpnAfxeCFHOeHAz8YH8Bz849hTQdEFntMdJfidwXhjP8Oe6FyjUzBRMB0GA1Ud
+DgQWBBTlu70McVq98fELBDByQOvd+dmX/DAfBgNVHSMEGDAWgBTlu70McVq98fEL
+BDByQOvd+dmX/DAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQDv
+W04oPmehMGPA51G1gin3kyenzWbaiGV9iqvJkmEDEAIgRAkIrGe4QrsRtrCGyozL
++Ne+3YuAG3OVgX1P4ihAYA4=
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn endpoints_use_the_peer_origin_and_an_absolute_path() {
+        for (peer, origin, url) in [
+            (
+                "http://127.0.0.1:2742",
+                "http://127.0.0.1:2742",
+                "http://127.0.0.1:2742/api/v1/network/item/count_local",
+            ),
+            (
+                "https://peer.test/some/prefix/?q=1#f",
+                "https://peer.test",
+                "https://peer.test/api/v1/network/item/count_local",
+            ),
+            (
+                "http://user:secret@peer.test:80/",
+                "http://peer.test",
+                "http://peer.test/api/v1/network/item/count_local",
+            ),
+            (
+                "http://[::1]:9000",
+                "http://[::1]:9000",
+                "http://[::1]:9000/api/v1/network/item/count_local",
+            ),
+        ] {
+            let (got_origin, got_url) = endpoint(peer, Operation::CountLocal).expect(peer);
+            assert_eq!(got_origin, origin, "{peer}");
+            assert_eq!(got_url.as_str(), url, "{peer}");
+        }
+        let (_, url) = endpoint("http://peer.test/x", Operation::FetchLocal).expect("fetch");
+        assert_eq!(url.path(), "/api/v1/network/item/fetch_local");
+        for bad in [
+            "",
+            "not a url",
+            "ftp://peer.test",
+            "mailto:a@b",
+            "localhost:2742",
+        ] {
+            assert!(
+                matches!(
+                    endpoint(bad, Operation::CountLocal),
+                    Err(PeerError::Unreachable(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn extra_root_ca_is_accepted_and_garbage_refused() {
+        let config = PeerHttpConfig {
+            extra_root_ca_pem: Some(TEST_CA_PEM.as_bytes().to_vec()),
+            ..PeerHttpConfig::default()
+        };
+        HttpPeerTransport::new(config).expect("valid CA");
+        for bad in [&b"not a certificate"[..], b""] {
+            let config = PeerHttpConfig {
+                extra_root_ca_pem: Some(bad.to_vec()),
+                ..PeerHttpConfig::default()
+            };
+            assert!(HttpPeerTransport::new(config).is_err());
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_documented_bounds() {
+        let config = PeerHttpConfig::default();
+        assert_eq!(config.call_timeout, Duration::from_secs(2));
+        assert_eq!(config.connect_timeout, Duration::from_secs(1));
+        assert_eq!(config.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.extra_root_ca_pem, None);
+    }
+
+    #[tokio::test]
+    async fn invalid_peer_url_fails_without_a_request() {
+        let transport = HttpPeerTransport::new(PeerHttpConfig::default()).expect("client");
+        let err = transport
+            .count_local("not a url", &ItemFilter::new("dev", "jobs"), "r-1")
+            .await
+            .expect_err("no request");
+        assert!(matches!(err, PeerError::Unreachable(_)), "{err:?}");
+    }
+
+    /// Records counters and histogram samples as `name{label=value,...}`.
+    #[derive(Default)]
+    struct TestRecorder {
+        counters: Mutex<BTreeMap<String, Arc<Total>>>,
+        histograms: Mutex<BTreeMap<String, Arc<Total>>>,
+    }
+
+    #[derive(Default)]
+    struct Total(AtomicU64);
+
+    impl CounterFn for Total {
+        fn increment(&self, value: u64) {
+            self.0.fetch_add(value, Ordering::Relaxed);
+        }
+        fn absolute(&self, value: u64) {
+            self.0.fetch_max(value, Ordering::Relaxed);
+        }
+    }
+
+    impl HistogramFn for Total {
+        fn record(&self, _: f64) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn render(key: &Key) -> String {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        format!("{}{{{}}}", key.name(), labels.join(","))
+    }
+
+    fn totals(map: &Mutex<BTreeMap<String, Arc<Total>>>) -> BTreeMap<String, u64> {
+        map.lock()
+            .expect("lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    impl Recorder for TestRecorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let total = self
+                .counters
+                .lock()
+                .expect("lock")
+                .entry(render(key))
+                .or_default()
+                .clone();
+            Counter::from_arc(total)
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            let total = self
+                .histograms
+                .lock()
+                .expect("lock")
+                .entry(render(key))
+                .or_default()
+                .clone();
+            Histogram::from_arc(total)
+        }
+    }
+
+    #[test]
+    fn every_call_counts_its_outcome_and_duration() {
+        let recorder = TestRecorder::default();
+        metrics::with_local_recorder(&recorder, || {
+            let peer = "http://a.test";
+            let elapsed = Duration::from_millis(5);
+            record(
+                peer,
+                Operation::CountLocal,
+                elapsed,
+                &Ok::<u64, PeerError>(1),
+            );
+            record::<u64>(
+                peer,
+                Operation::CountLocal,
+                elapsed,
+                &Err(PeerError::Timeout),
+            );
+            record::<u64>(
+                peer,
+                Operation::FetchLocal,
+                elapsed,
+                &Err(PeerError::Unreachable("x".into())),
+            );
+            record::<u64>(
+                peer,
+                Operation::FetchLocal,
+                elapsed,
+                &Err(PeerError::Status(500)),
+            );
+            record::<u64>(
+                peer,
+                Operation::FetchLocal,
+                elapsed,
+                &Err(PeerError::Invalid("x".into())),
+            );
+        });
+        let counters = totals(&recorder.counters);
+        let expected: BTreeMap<String, u64> = [
+            "operation=count_local,outcome=ok",
+            "operation=count_local,outcome=timeout",
+            "operation=fetch_local,outcome=unreachable",
+            "operation=fetch_local,outcome=status",
+            "operation=fetch_local,outcome=invalid",
+        ]
+        .iter()
+        .map(|labels| {
+            (
+                format!("dpg_peer_requests_total{{peer=http://a.test,{labels}}}"),
+                1,
+            )
+        })
+        .collect();
+        assert_eq!(counters, expected);
+        let histograms = totals(&recorder.histograms);
+        assert_eq!(
+            histograms
+                .get("dpg_peer_request_duration_seconds{peer=http://a.test,operation=count_local}"),
+            Some(&2)
+        );
+        assert_eq!(
+            histograms
+                .get("dpg_peer_request_duration_seconds{peer=http://a.test,operation=fetch_local}"),
+            Some(&3)
+        );
+    }
+}

@@ -1,0 +1,66 @@
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::model::ItemFilter;
+
+/// Why a peer call produced no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// No answer within the per-peer deadline (connect or whole call).
+    #[error("timed out")]
+    Timeout,
+    /// Connection refused or reset, DNS failure, TLS failure.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// A non-2xx status (the peer's body is not kept).
+    #[error("status {0}")]
+    Status(u16),
+    /// The answer broke the protocol: not JSON, too large, wrong shape.
+    #[error("invalid answer: {0}")]
+    Invalid(String),
+}
+
+/// `POST /api/v1/network/item/fetch_local` paging: the reference's limit/offset, or keyset
+/// paging after an item (peers that proved they support it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerPage {
+    pub limit: u32,
+    pub offset: u32,
+    /// Opaque position in the global order (our own peers' `cursor`).
+    pub cursor: Option<String>,
+}
+
+/// A peer's page as received: `items` are raw JSON, checked by the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerPageAnswer {
+    pub items: Vec<Value>,
+    /// `meta.total`, when present and a non-negative integer.
+    pub total: Option<u64>,
+    /// Whether `meta.next_cursor` was present (even null): the peer speaks keyset paging.
+    pub cursor_capable: bool,
+}
+
+/// Calls to other instances. Deadlines live here: every method MUST give up within the
+/// adapter's per-peer deadline and return `PeerError::Timeout`; answers larger than the
+/// adapter's size cap MUST return `PeerError::Invalid` without being read whole. The request
+/// id of the calling request is passed on.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PeerTransport: Send + Sync {
+    /// `POST <peer>/api/v1/network/item/count_local`; the count must be a non-negative integer.
+    async fn count_local(
+        &self,
+        peer_url: &str,
+        filter: &ItemFilter,
+        request_id: &str,
+    ) -> Result<u64, PeerError>;
+
+    /// `POST <peer>/api/v1/network/item/fetch_local`.
+    async fn fetch_local(
+        &self,
+        peer_url: &str,
+        filter: &ItemFilter,
+        page: &PeerPage,
+        request_id: &str,
+    ) -> Result<PeerPageAnswer, PeerError>;
+}

@@ -1,0 +1,691 @@
+//! Network-wide reads (`GET /api/v1/network/item/fetch`): count on every instance of the
+//! domain in parallel, fetch from the contributing ones, merge into the one global order.
+//!
+//! Survives its peers: per-peer deadlines (in the transport) and a total deadline, a circuit
+//! breaker per peer, partial pages with per-peer status, the last complete page when nobody
+//! answers, single-flight on cache misses, untrusted answers checked.
+
+mod breaker;
+mod cursor;
+mod document;
+mod peers;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use sha2::{Digest, Sha256};
+
+pub use breaker::{Breaker, BreakerSettings, BreakerState};
+pub use cursor::NetworkCursor;
+pub use document::{PeerReport, PeerStatus};
+pub use peers::{Peer, check_item, peers_of};
+
+use self::document::{NetworkMeta, encode_page, mark_stale};
+use super::page_cache::network_generation_key;
+use super::peer_items::{refuse_private_filter, strip_private};
+use super::rate_limit::{Limit, RateLimiter};
+use crate::error::CoreError;
+use crate::model::{ClientInfo, InstanceIdentity, Item, ItemFilter, ItemKey, global_order};
+use crate::network::{CatalogHandle, NetworkCatalog};
+use crate::ports::{Cache, Clock, ItemRepository, PeerError, PeerPage, PeerTransport, Timer};
+
+/// Items asked of a peer per call when paging by offset (the reference's maximum limit).
+const CHUNK: u32 = 100;
+/// How often a replica waiting on another replica's fan-out looks for its page.
+const FOLLOWER_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone)]
+pub struct NetworkFetchSettings {
+    /// Upper bound of a client's `cache_ttl_seconds`.
+    pub max_cache_ttl: Duration,
+    /// Lifetime of a partial page: short, so a recovered peer shows up quickly.
+    pub partial_ttl: Duration,
+    /// How old a complete page may be to stand in when no peer answers.
+    pub stale_limit: Duration,
+    /// Bound of one whole fan-out (count and fetch phases).
+    pub total_deadline: Duration,
+    pub breaker: BreakerSettings,
+    /// Cache misses one client may cause (each costs calls to every peer).
+    pub client_budget: Limit,
+}
+
+impl Default for NetworkFetchSettings {
+    fn default() -> Self {
+        NetworkFetchSettings {
+            max_cache_ttl: Duration::from_secs(3600),
+            partial_ttl: Duration::from_secs(5),
+            stale_limit: Duration::from_secs(3600),
+            total_deadline: Duration::from_secs(5),
+            breaker: BreakerSettings::default(),
+            client_budget: Limit::per(120, Duration::from_secs(60)),
+        }
+    }
+}
+
+pub struct NetworkFetchDeps {
+    pub repository: Arc<dyn ItemRepository>,
+    pub catalog: Arc<CatalogHandle>,
+    pub identity: Arc<InstanceIdentity>,
+    pub transport: Arc<dyn PeerTransport>,
+    pub cache: Arc<dyn Cache>,
+    pub clock: Arc<dyn Clock>,
+    pub timer: Arc<dyn Timer>,
+}
+
+/// How the client pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Paging {
+    Offset(u32),
+    Cursor(NetworkCursor),
+}
+
+#[derive(Debug, Clone)]
+pub struct NetworkQuery {
+    /// Without owner: network reads see every owner's items.
+    pub filter: ItemFilter,
+    pub limit: u32,
+    pub paging: Paging,
+    pub cache_ttl_seconds: Option<u64>,
+    pub request_id: String,
+    pub client: ClientInfo,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkOutcome {
+    /// The page document.
+    Page(Vec<u8>),
+    /// No instance answered and no recent page stands in.
+    NoPeer {
+        peers: Vec<PeerReport>,
+        retry_after_secs: u64,
+    },
+}
+
+type Flight = Shared<BoxFuture<'static, Result<Arc<NetworkOutcome>, CoreError>>>;
+
+pub struct NetworkFetchService {
+    deps: NetworkFetchDeps,
+    settings: NetworkFetchSettings,
+    limiter: RateLimiter,
+    breakers: Mutex<HashMap<String, Breaker>>,
+    /// Peers that answered `fetch_local` with `meta.next_cursor`.
+    cursor_capable: Mutex<HashSet<String>>,
+    in_flight: Mutex<HashMap<String, Flight>>,
+}
+
+/// One peer's contribution to a fan-out.
+struct PeerOutcome {
+    report: PeerReport,
+    items: Vec<Item>,
+}
+
+impl NetworkFetchService {
+    pub fn new(deps: NetworkFetchDeps, settings: NetworkFetchSettings) -> Self {
+        let limiter = RateLimiter::new(deps.cache.clone(), deps.clock.clone());
+        NetworkFetchService {
+            deps,
+            settings,
+            limiter,
+            breakers: Mutex::new(HashMap::new()),
+            cursor_capable: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Breaker state of every peer called so far, for metrics.
+    pub fn breaker_states(&self) -> Vec<(String, &'static str)> {
+        lock(&self.breakers)
+            .iter()
+            .map(|(peer, b)| (peer.clone(), b.state.name()))
+            .collect()
+    }
+
+    pub async fn fetch(self: &Arc<Self>, query: NetworkQuery) -> Result<NetworkOutcome, CoreError> {
+        let catalog = self.deps.catalog.current();
+        let domain = catalog.domain(&query.filter.network, &query.filter.domain)?;
+        let minimum = domain.minimum_cache_ttl_seconds;
+        refuse_private_filter(&catalog, &query.filter)?;
+        query.filter.check_text()?;
+        if query.filter.created_by.is_some() {
+            return Err(CoreError::internal("network reads are never owner-scoped"));
+        }
+        let requested = query.cache_ttl_seconds.unwrap_or(minimum);
+        let ttl =
+            Duration::from_secs(minimum.max(requested.min(self.settings.max_cache_ttl.as_secs())));
+        let key = page_key(&query, ttl);
+        let generation = self.generation(&query.filter).await;
+        if let Some(generation) = &generation
+            && let Some(page) = self.cached_page(&key, generation).await
+        {
+            return Ok(NetworkOutcome::Page(page));
+        }
+        if let Some(ip) = &query.client.ip {
+            self.limiter
+                .hit(
+                    &format!("network-fetch:ip:{ip}"),
+                    self.settings.client_budget,
+                )
+                .await?;
+        }
+        let flight = {
+            let mut in_flight = lock(&self.in_flight);
+            match in_flight.get(&key) {
+                Some(flight) => flight.clone(),
+                None => {
+                    let this = self.clone();
+                    let (key_for_flight, catalog) = (key.clone(), catalog.clone());
+                    let flight = async move {
+                        this.fan_out_once(&catalog, query, ttl, &key_for_flight, generation)
+                            .await
+                            .map(Arc::new)
+                    }
+                    .boxed()
+                    .shared();
+                    in_flight.insert(key.clone(), flight.clone());
+                    flight
+                }
+            }
+        };
+        let result = flight.await;
+        lock(&self.in_flight).remove(&key);
+        result.map(|outcome| (*outcome).clone())
+    }
+
+    /// One fan-out per key across replicas: a replica that finds another one's lock waits
+    /// for its page (within the total deadline) before doing the work itself.
+    async fn fan_out_once(
+        &self,
+        catalog: &NetworkCatalog,
+        query: NetworkQuery,
+        ttl: Duration,
+        key: &str,
+        generation: Option<String>,
+    ) -> Result<NetworkOutcome, CoreError> {
+        let lock_key = format!("{key}:lock");
+        if let Some(generation) = &generation
+            && let Ok(false) = self
+                .deps
+                .cache
+                .set_if_absent(&lock_key, b"1", self.settings.total_deadline)
+                .await
+        {
+            let waited_until = Instant::now() + self.settings.total_deadline;
+            while Instant::now() < waited_until {
+                self.deps.timer.sleep(FOLLOWER_POLL).await;
+                if let Some(page) = self.cached_page(key, generation).await {
+                    return Ok(NetworkOutcome::Page(page));
+                }
+            }
+        }
+        let outcome = self
+            .fan_out(catalog, &query, ttl, key, generation.as_deref())
+            .await;
+        if generation.is_some() {
+            let _ = self.deps.cache.delete(&lock_key).await;
+        }
+        outcome
+    }
+
+    async fn fan_out(
+        &self,
+        catalog: &NetworkCatalog,
+        query: &NetworkQuery,
+        ttl: Duration,
+        key: &str,
+        generation: Option<&str>,
+    ) -> Result<NetworkOutcome, CoreError> {
+        let started = Instant::now();
+        let deadline = started + self.settings.total_deadline;
+        // Half of the total for counting, so a peer that hangs there leaves time to fetch.
+        let count_deadline = started + self.settings.total_deadline / 2;
+        let document = catalog.network(&query.filter.network)?;
+        let peers = peers_of(document, &query.filter.domain, &self.deps.identity);
+        let counts = futures::future::join_all(
+            peers
+                .iter()
+                .map(|peer| self.count_phase(peer, query, ttl, count_deadline)),
+        )
+        .await;
+        let answered = counts
+            .iter()
+            .any(|(report, _)| report.status == PeerStatus::Ok);
+        if !peers.is_empty() && !answered {
+            let reports = counts.into_iter().map(|(report, _)| report).collect();
+            return self.stale_or_nothing(key, reports).await;
+        }
+        let total: u64 = counts.iter().filter_map(|(_, count)| *count).sum();
+        let fetches =
+            futures::future::join_all(peers.iter().zip(counts).map(|(peer, (report, count))| {
+                self.fetch_phase(peer, report, count, query, deadline)
+            }))
+            .await;
+        let partial = fetches.iter().any(|o| o.report.status != PeerStatus::Ok);
+        let reports: Vec<PeerReport> = fetches.iter().map(|o| o.report.clone()).collect();
+        let (mut items, next_cursor) = merge(fetches, &peers, query);
+        strip_private(catalog, &mut items);
+        let offset = match query.paging {
+            Paging::Offset(offset) => offset,
+            Paging::Cursor(_) => 0,
+        };
+        let meta = NetworkMeta {
+            total,
+            limit: query.limit,
+            offset,
+            partial,
+            stale: false,
+            peers: reports,
+            next_cursor: next_cursor.map(|c| c.encode()),
+        };
+        let page = encode_page(&meta, &items)?;
+        if let Some(generation) = generation {
+            self.store(key, generation, &page, partial, ttl).await;
+        }
+        Ok(NetworkOutcome::Page(page))
+    }
+
+    async fn count_phase(
+        &self,
+        peer: &Peer,
+        query: &NetworkQuery,
+        ttl: Duration,
+        deadline: Instant,
+    ) -> (PeerReport, Option<u64>) {
+        let started = Instant::now();
+        let report = |status: PeerStatus, count: Option<u64>| PeerReport {
+            instance_url: peer.url.clone(),
+            status,
+            count,
+            latency_ms: started.elapsed().as_millis() as u64,
+        };
+        let filter = &query.filter;
+        if peer.is_self {
+            if !self
+                .deps
+                .identity
+                .served
+                .contains(&filter.network, &filter.domain)
+            {
+                return (report(PeerStatus::Skipped, None), None);
+            }
+            return match self.deps.repository.count(filter).await {
+                Ok(count) => (report(PeerStatus::Ok, Some(count)), Some(count)),
+                Err(err) => {
+                    tracing::warn!(error = %err, "own count failed during a network read");
+                    (report(PeerStatus::Error, None), None)
+                }
+            };
+        }
+        let count_key = format!(
+            "network-count:{}:{}:{}:{}",
+            filter.network,
+            filter.domain,
+            peer.key,
+            filter_fingerprint(filter)
+        );
+        if let Ok(Some(raw)) = self.deps.cache.get(&count_key).await
+            && let Some(count) = std::str::from_utf8(&raw)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+        {
+            return (report(PeerStatus::Ok, Some(count)), Some(count));
+        }
+        if !self.allow(peer) {
+            return (report(PeerStatus::CircuitOpen, None), None);
+        }
+        let call = self
+            .deps
+            .transport
+            .count_local(&peer.url, filter, &query.request_id);
+        let result = self.within(deadline, call).await;
+        self.record(peer, &result);
+        match result {
+            Ok(count) => {
+                let _ = self
+                    .deps
+                    .cache
+                    .set(&count_key, count.to_string().as_bytes(), ttl)
+                    .await;
+                (report(PeerStatus::Ok, Some(count)), Some(count))
+            }
+            Err(err) => (report(PeerStatus::from(&err), None), None),
+        }
+    }
+
+    async fn fetch_phase(
+        &self,
+        peer: &Peer,
+        mut report: PeerReport,
+        count: Option<u64>,
+        query: &NetworkQuery,
+        deadline: Instant,
+    ) -> PeerOutcome {
+        let nothing = |report: PeerReport| PeerOutcome {
+            report,
+            items: Vec::new(),
+        };
+        let Some(count) = count.filter(|c| *c > 0) else {
+            return nothing(report);
+        };
+        let started = Instant::now();
+        let result = if peer.is_self {
+            self.own_items(query, count).await
+        } else {
+            self.peer_items(peer, query, count, deadline).await
+        };
+        report.latency_ms += started.elapsed().as_millis() as u64;
+        match result {
+            Ok(items) => PeerOutcome { report, items },
+            Err(status) => {
+                report.status = status;
+                nothing(report)
+            }
+        }
+    }
+
+    async fn own_items(&self, query: &NetworkQuery, count: u64) -> Result<Vec<Item>, PeerStatus> {
+        let (after, limit) = match &query.paging {
+            Paging::Offset(offset) => (None, want(*offset, query.limit, count)),
+            Paging::Cursor(cursor) => (cursor.after, query.limit),
+        };
+        self.deps
+            .repository
+            .find_after(&query.filter, after, limit)
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, "own items failed during a network read");
+                PeerStatus::Error
+            })
+    }
+
+    async fn peer_items(
+        &self,
+        peer: &Peer,
+        query: &NetworkQuery,
+        count: u64,
+        deadline: Instant,
+    ) -> Result<Vec<Item>, PeerStatus> {
+        let pages: Vec<PeerPage> = match &query.paging {
+            Paging::Offset(offset) => {
+                let wanted = want(*offset, query.limit, count);
+                (0..wanted)
+                    .step_by(CHUNK as usize)
+                    .map(|start| PeerPage {
+                        limit: CHUNK.min(wanted - start),
+                        offset: start,
+                        cursor: None,
+                    })
+                    .collect()
+            }
+            Paging::Cursor(cursor) if self.is_cursor_capable(peer) => vec![PeerPage {
+                limit: query.limit,
+                offset: 0,
+                cursor: cursor.after.map(ItemKey::to_cursor),
+            }],
+            Paging::Cursor(cursor) => vec![PeerPage {
+                limit: query.limit,
+                offset: cursor.consumed.get(&peer.key).copied().unwrap_or(0),
+                cursor: None,
+            }],
+        };
+        let calls = pages.iter().map(|page| async move {
+            let result = self
+                .within(
+                    deadline,
+                    self.deps.transport.fetch_local(
+                        &peer.url,
+                        &query.filter,
+                        page,
+                        &query.request_id,
+                    ),
+                )
+                .await;
+            (page.limit, result)
+        });
+        let answers = futures::future::join_all(calls).await;
+        let mut items = Vec::new();
+        for (limit, answer) in answers {
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(err) => {
+                    self.record(peer, &Err::<(), _>(err.clone()));
+                    return Err(PeerStatus::from(&err));
+                }
+            };
+            if answer.items.len() > limit as usize {
+                self.record(
+                    peer,
+                    &Err::<(), _>(PeerError::Invalid("too many items".into())),
+                );
+                tracing::warn!(peer = %peer.key, "peer sent more items than asked for");
+                return Err(PeerStatus::Invalid);
+            }
+            if answer.cursor_capable {
+                lock(&self.cursor_capable).insert(peer.key.clone());
+            }
+            for value in answer.items {
+                match check_item(value, peer, &query.filter) {
+                    Ok(item) => items.push(item),
+                    Err(reason) => {
+                        self.record(peer, &Err::<(), _>(PeerError::Invalid(reason.clone())));
+                        tracing::warn!(peer = %peer.key, reason, "peer sent an invalid item");
+                        return Err(PeerStatus::Invalid);
+                    }
+                }
+            }
+        }
+        self.record(peer, &Ok::<(), PeerError>(()));
+        Ok(items)
+    }
+
+    async fn within<T>(
+        &self,
+        deadline: Instant,
+        call: impl std::future::Future<Output = Result<T, PeerError>>,
+    ) -> Result<T, PeerError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(PeerError::Timeout);
+        }
+        futures::select_biased! {
+            result = call.fuse() => result,
+            () = self.deps.timer.sleep(remaining).fuse() => Err(PeerError::Timeout),
+        }
+    }
+
+    fn allow(&self, peer: &Peer) -> bool {
+        let now = self.deps.clock.now();
+        lock(&self.breakers)
+            .entry(peer.key.clone())
+            .or_default()
+            .allow(now)
+    }
+
+    /// A peer's refusal (4xx) says nothing about its health; everything else that failed does.
+    fn record<T>(&self, peer: &Peer, result: &Result<T, PeerError>) {
+        let healthy = match result {
+            Ok(_) => true,
+            Err(PeerError::Status(code)) => (400..500).contains(code),
+            Err(_) => false,
+        };
+        let now = self.deps.clock.now();
+        lock(&self.breakers)
+            .entry(peer.key.clone())
+            .or_default()
+            .record(healthy, now, &self.settings.breaker);
+    }
+
+    fn is_cursor_capable(&self, peer: &Peer) -> bool {
+        lock(&self.cursor_capable).contains(&peer.key)
+    }
+
+    async fn generation(&self, filter: &ItemFilter) -> Option<String> {
+        match self
+            .deps
+            .cache
+            .get(&network_generation_key(&filter.network, &filter.domain))
+            .await
+        {
+            Ok(Some(raw)) => String::from_utf8(raw).ok(),
+            Ok(None) => Some("0".to_string()),
+            Err(err) => {
+                tracing::warn!(error = %err, "cache unavailable; network read goes uncached");
+                None
+            }
+        }
+    }
+
+    async fn cached_page(&self, key: &str, generation: &str) -> Option<Vec<u8>> {
+        let mut stored = self.deps.cache.get(key).await.ok()??;
+        let newline = stored.iter().rposition(|b| *b == b'\n')?;
+        if stored[newline + 1..] != *generation.as_bytes() {
+            return None;
+        }
+        stored.truncate(newline);
+        Some(stored)
+    }
+
+    async fn store(&self, key: &str, generation: &str, page: &[u8], partial: bool, ttl: Duration) {
+        let mut value = Vec::with_capacity(page.len() + 1 + generation.len());
+        value.extend_from_slice(page);
+        value.push(b'\n');
+        value.extend_from_slice(generation.as_bytes());
+        let ttl = if partial {
+            ttl.min(self.settings.partial_ttl)
+        } else {
+            ttl
+        };
+        let _ = self.deps.cache.set(key, &value, ttl).await;
+        if !partial {
+            let _ = self
+                .deps
+                .cache
+                .set(&stale_key(key), page, self.settings.stale_limit)
+                .await;
+        }
+    }
+
+    async fn stale_or_nothing(
+        &self,
+        key: &str,
+        reports: Vec<PeerReport>,
+    ) -> Result<NetworkOutcome, CoreError> {
+        if let Ok(Some(page)) = self.deps.cache.get(&stale_key(key)).await
+            && let Some(page) = mark_stale(&page, &reports)
+        {
+            return Ok(NetworkOutcome::Page(page));
+        }
+        let retry_after_secs = self.settings.breaker.open_for.as_secs().max(1);
+        Ok(NetworkOutcome::NoPeer {
+            peers: reports,
+            retry_after_secs,
+        })
+    }
+}
+
+/// How many of a peer's first items an offset page may need.
+fn want(offset: u32, limit: u32, count: u64) -> u32 {
+    u32::try_from(count)
+        .unwrap_or(u32::MAX)
+        .min(offset.saturating_add(limit))
+}
+
+/// Merges every peer's items into the global order and cuts the page; returns the page and
+/// the cursor of the next one (when the page is full).
+fn merge(
+    outcomes: Vec<PeerOutcome>,
+    peers: &[Peer],
+    query: &NetworkQuery,
+) -> (Vec<Item>, Option<NetworkCursor>) {
+    let mut all: Vec<(Item, usize)> = outcomes
+        .into_iter()
+        .enumerate()
+        .flat_map(|(index, outcome)| outcome.items.into_iter().map(move |item| (item, index)))
+        .collect();
+    all.sort_by(|a, b| global_order(&a.0, &b.0));
+    let limit = query.limit as usize;
+    let (start, mut consumed) = match &query.paging {
+        Paging::Offset(offset) => (*offset as usize, BTreeMap::new()),
+        Paging::Cursor(cursor) => (0, cursor.consumed.clone()),
+    };
+    let end = (start + limit).min(all.len());
+    let start = start.min(end);
+    // Items taken so far from each peer, for peers paged by offset.
+    let taken_from = match query.paging {
+        Paging::Offset(_) => &all[..end],
+        Paging::Cursor(_) => &all[start..end],
+    };
+    for (_, index) in taken_from {
+        if let Some(peer) = peers.get(*index).filter(|p| !p.is_self) {
+            *consumed.entry(peer.key.clone()).or_insert(0) += 1;
+        }
+    }
+    let page: Vec<Item> = all[start..end]
+        .iter()
+        .map(|(item, _)| item.clone())
+        .collect();
+    let next = (page.len() == limit).then(|| NetworkCursor {
+        after: page.last().map(ItemKey::of),
+        consumed,
+    });
+    (page, next)
+}
+
+fn page_key(query: &NetworkQuery, ttl: Duration) -> String {
+    let paging = match &query.paging {
+        Paging::Offset(offset) => format!("o{offset}"),
+        Paging::Cursor(cursor) => format!("c{}", cursor.encode()),
+    };
+    let digest = hex::encode(Sha256::digest(
+        format!(
+            "{}|{}|{}|{}",
+            filter_fingerprint(&query.filter),
+            query.limit,
+            paging,
+            ttl.as_secs()
+        )
+        .as_bytes(),
+    ));
+    format!(
+        "network-page:{}:{}:{digest}",
+        query.filter.network, query.filter.domain
+    )
+}
+
+fn stale_key(page_key: &str) -> String {
+    format!("stale:{page_key}")
+}
+
+fn filter_fingerprint(filter: &ItemFilter) -> String {
+    let canonical = serde_json::json!([
+        filter.item_type,
+        filter.item_id,
+        filter.instance_url,
+        filter.schema_url,
+        filter.state.as_ref().map(|s| s.to_value()),
+        filter
+            .geo
+            .map(|g| [g.latitude, g.longitude, g.radius_meters]),
+    ]);
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl From<&PeerError> for PeerStatus {
+    fn from(err: &PeerError) -> Self {
+        match err {
+            PeerError::Timeout => PeerStatus::Timeout,
+            PeerError::Unreachable(_) | PeerError::Status(_) => PeerStatus::Error,
+            PeerError::Invalid(_) => PeerStatus::Invalid,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

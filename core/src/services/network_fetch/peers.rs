@@ -1,0 +1,173 @@
+//! The instances of a domain, and the checks every item a peer sends must pass.
+
+use serde_json::Value;
+
+use crate::model::{InstanceIdentity, Item, ItemFilter, normalize_instance_url};
+use crate::network::NetworkDocument;
+
+/// One instance serving the domain, however many spellings of its URL the document lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The URL as first listed.
+    pub url: String,
+    /// The normalized URL: the peer's identity.
+    pub key: String,
+    /// This instance (answered from its own services, never over HTTP).
+    pub is_self: bool,
+}
+
+/// The instances listed for `domain`, URL aliases counted once, in document order.
+pub fn peers_of(
+    document: &NetworkDocument,
+    domain: &str,
+    identity: &InstanceIdentity,
+) -> Vec<Peer> {
+    let me = normalize_instance_url(&identity.base_url);
+    let mut peers: Vec<Peer> = Vec::new();
+    for instance in document
+        .instances
+        .iter()
+        .filter(|i| i.domain_name == domain)
+    {
+        let key = normalize_instance_url(&instance.instance_url);
+        if peers.iter().any(|p| p.key == key) {
+            continue;
+        }
+        peers.push(Peer {
+            url: instance.instance_url.trim().to_string(),
+            is_self: key == me,
+            key,
+        });
+    }
+    peers
+}
+
+/// Every key of the item record (reference-contract A.1).
+const ITEM_KEYS: [&str; 12] = [
+    "item_network",
+    "item_domain",
+    "item_type",
+    "item_id",
+    "item_instance_url",
+    "item_schema_url",
+    "item_state",
+    "item_latitude",
+    "item_longitude",
+    "created_by",
+    "created_at",
+    "updated_at",
+];
+
+/// Checks one item a peer sent: a complete record of the right types, of the requested
+/// network/domain (and type or id when filtered), held by the peer that answered. Not
+/// checked against JSON Schemas: peers of the reference store unvalidated data.
+pub fn check_item(value: Value, peer: &Peer, filter: &ItemFilter) -> Result<Item, String> {
+    let Value::Object(record) = &value else {
+        return Err("an item is not an object".to_string());
+    };
+    if let Some(missing) = ITEM_KEYS.iter().find(|key| !record.contains_key(**key)) {
+        return Err(format!("an item lacks {missing}"));
+    }
+    let item: Item = serde_json::from_value(value).map_err(|e| format!("malformed item: {e}"))?;
+    if item.network != filter.network || item.domain != filter.domain {
+        return Err(format!(
+            "an item of {}/{} was sent for {}/{}",
+            item.network, item.domain, filter.network, filter.domain
+        ));
+    }
+    if filter
+        .item_type
+        .as_ref()
+        .is_some_and(|t| *t != item.item_type)
+        || filter.item_id.is_some_and(|id| id != item.item_id)
+    {
+        return Err("an item does not match the filter".to_string());
+    }
+    if normalize_instance_url(&item.instance_url) != peer.key {
+        return Err(format!(
+            "an item of {} was sent by {}",
+            item.instance_url, peer.key
+        ));
+    }
+    if item.latitude.is_some_and(|l| !(-90.0..=90.0).contains(&l))
+        || item
+            .longitude
+            .is_some_and(|l| !(-180.0..=180.0).contains(&l))
+    {
+        return Err("an item has coordinates out of range".to_string());
+    }
+    Ok(item)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ServedBindings;
+    use serde_json::json;
+
+    fn identity() -> InstanceIdentity {
+        InstanceIdentity {
+            base_url: "http://127.0.0.1:2742".into(),
+            name: "a".into(),
+            served: ServedBindings::parse("yellow_dot/student").expect("served"),
+        }
+    }
+
+    #[test]
+    fn aliases_are_counted_once_and_self_is_recognised() {
+        let doc = NetworkDocument::parse(&json!({"name": "yellow_dot", "instances": [
+            {"domain_name": "student", "instance_url": "http://localhost:2742"},
+            {"domain_name": "student", "instance_url": "http://127.0.0.1:2742/"},
+            {"domain_name": "student", "instance_url": "http://localhost:7777"},
+            {"domain_name": "tutor", "instance_url": "http://localhost:8888"},
+            {"domain_name": "student", "instance_url": "http://127.0.0.1:7777"}
+        ]}))
+        .expect("doc");
+        let peers = peers_of(&doc, "student", &identity());
+        assert_eq!(peers.len(), 2);
+        assert!(peers[0].is_self);
+        assert_eq!(peers[0].url, "http://localhost:2742");
+        assert!(!peers[1].is_self);
+        assert_eq!(peers[1].key, "http://localhost:7777");
+    }
+
+    fn good() -> Value {
+        json!({
+            "item_network": "yellow_dot", "item_domain": "student", "item_type": "profile_1.0",
+            "item_id": "0983ee4f-d0b7-41f2-a596-9836085e9732", "item_instance_url": "http://127.0.0.1:7777",
+            "item_schema_url": "http://127.0.0.1:7777/api/v1/network/schema/yellow_dot/student/profile_1.0",
+            "item_state": {"name": "A"}, "item_latitude": null, "item_longitude": null,
+            "created_by": "u", "created_at": "2026-05-13T10:00:00.123Z", "updated_at": "2026-05-13T10:00:00.123Z"
+        })
+    }
+
+    #[test]
+    fn items_are_checked_structurally() {
+        let peer = Peer {
+            url: "http://localhost:7777".into(),
+            key: "http://localhost:7777".into(),
+            is_self: false,
+        };
+        let filter = ItemFilter::new("yellow_dot", "student");
+        assert!(check_item(good(), &peer, &filter).is_ok());
+        let broken = |edit: &dyn Fn(&mut Value)| {
+            let mut v = good();
+            edit(&mut v);
+            check_item(v, &peer, &filter)
+        };
+        assert!(
+            broken(&|v| {
+                v.as_object_mut().expect("o").remove("item_latitude");
+            })
+            .is_err(),
+            "all keys required"
+        );
+        assert!(broken(&|v| v["item_id"] = json!("nope")).is_err());
+        assert!(broken(&|v| v["created_at"] = json!("yesterday")).is_err());
+        assert!(broken(&|v| v["item_domain"] = json!("tutor")).is_err());
+        assert!(broken(&|v| v["item_instance_url"] = json!("http://elsewhere.example")).is_err());
+        assert!(broken(&|v| v["item_latitude"] = json!(500.0)).is_err());
+        assert!(broken(&|v| v["created_by"] = json!(5)).is_err());
+        assert!(check_item(json!([1]), &peer, &filter).is_err());
+    }
+}

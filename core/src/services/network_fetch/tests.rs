@@ -1,0 +1,725 @@
+//! The fan-out against in-memory instances: the global order across peers, paging by offset
+//! and by cursor (for peers that know cursors and for those that do not), faults, privacy,
+//! single-flight.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::*;
+use crate::model::{ItemPage, PageRequest, ServedBindings, StateFilter};
+use crate::network::{CatalogOrigin, NetworkDocument, SchemaCompiler};
+use crate::ports::PeerPageAnswer;
+
+const SELF_URL: &str = "http://127.0.0.1:2742";
+
+fn item(instance: &str, millis: i64, id: u128, name: &str) -> Item {
+    let at = Utc.timestamp_millis_opt(millis).single().expect("time");
+    Item {
+        network: "yellow_dot".into(),
+        domain: "student".into(),
+        item_type: "profile_1.0".into(),
+        item_id: Uuid::from_u128(id),
+        instance_url: instance.into(),
+        schema_url: format!("{instance}/s"),
+        state: json!({"name": name, "phone": "secret"}),
+        latitude: None,
+        longitude: None,
+        created_by: "u".into(),
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn sorted(items: &[Item], filter: &ItemFilter) -> Vec<Item> {
+    let mut all: Vec<Item> = items
+        .iter()
+        .filter(|i| filter.matches(i))
+        .cloned()
+        .collect();
+    all.sort_by(global_order);
+    all
+}
+
+/// This instance's items; a broken store fails every call.
+struct Store(Vec<Item>, bool);
+
+#[async_trait]
+impl ItemRepository for Store {
+    async fn insert(&self, _: &Item) -> Result<(), CoreError> {
+        Ok(())
+    }
+    async fn find(&self, filter: &ItemFilter, page: PageRequest) -> Result<ItemPage, CoreError> {
+        let all = sorted(&self.0, filter);
+        let items = all
+            .iter()
+            .skip(page.offset as usize)
+            .take(page.limit as usize)
+            .cloned()
+            .collect();
+        Ok(ItemPage {
+            total: all.len() as u64,
+            items,
+        })
+    }
+    async fn find_after(
+        &self,
+        filter: &ItemFilter,
+        after: Option<ItemKey>,
+        limit: u32,
+    ) -> Result<Vec<Item>, CoreError> {
+        Ok(sorted(&self.0, filter)
+            .into_iter()
+            .filter(|i| after.is_none_or(|a| ItemKey::of(i).is_after(&a)))
+            .take(limit as usize)
+            .collect())
+    }
+    async fn count(&self, filter: &ItemFilter) -> Result<u64, CoreError> {
+        if self.1 {
+            return Err(CoreError::storage_unavailable());
+        }
+        Ok(sorted(&self.0, filter).len() as u64)
+    }
+    async fn find_owned(&self, _: Uuid, _: &str) -> Result<Option<Item>, CoreError> {
+        Ok(None)
+    }
+    async fn update(&self, _: &Item) -> Result<bool, CoreError> {
+        Ok(false)
+    }
+    async fn delete_owned(&self, _: Uuid, _: &str) -> Result<bool, CoreError> {
+        Ok(false)
+    }
+    async fn ping(&self) -> Result<(), CoreError> {
+        Ok(())
+    }
+}
+
+/// How a fake remote instance behaves.
+#[derive(Clone)]
+enum Behaviour {
+    /// Answers like this implementation (cursor paging).
+    Ours,
+    /// Answers like the reference: offset paging only, no `next_cursor`.
+    Reference,
+    Hang,
+    Down,
+    Answer(Value),
+}
+
+struct Remote {
+    items: Vec<Item>,
+    behaviour: Behaviour,
+    counts: AtomicUsize,
+    fetches: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Transport {
+    remotes: HashMap<String, Arc<Remote>>,
+}
+
+#[async_trait]
+impl PeerTransport for Transport {
+    async fn count_local(
+        &self,
+        peer_url: &str,
+        filter: &ItemFilter,
+        _: &str,
+    ) -> Result<u64, PeerError> {
+        let remote = self
+            .remotes
+            .get(peer_url)
+            .ok_or(PeerError::Unreachable("unknown".into()))?;
+        remote.counts.fetch_add(1, AtomicOrdering::SeqCst);
+        match &remote.behaviour {
+            Behaviour::Hang => std::future::pending().await,
+            Behaviour::Down => Err(PeerError::Unreachable("refused".into())),
+            Behaviour::Answer(v) => v["count"]
+                .as_u64()
+                .ok_or(PeerError::Invalid("count".into())),
+            _ => Ok(sorted(&remote.items, filter).len() as u64),
+        }
+    }
+
+    async fn fetch_local(
+        &self,
+        peer_url: &str,
+        filter: &ItemFilter,
+        page: &PeerPage,
+        _: &str,
+    ) -> Result<PeerPageAnswer, PeerError> {
+        let remote = self
+            .remotes
+            .get(peer_url)
+            .ok_or(PeerError::Unreachable("unknown".into()))?;
+        remote.fetches.fetch_add(1, AtomicOrdering::SeqCst);
+        let all = sorted(&remote.items, filter);
+        let (items, cursor_capable): (Vec<Item>, bool) = match &remote.behaviour {
+            Behaviour::Hang => return std::future::pending().await,
+            Behaviour::Down => return Err(PeerError::Unreachable("refused".into())),
+            Behaviour::Answer(v) => {
+                return Ok(PeerPageAnswer {
+                    items: v["items"].as_array().cloned().unwrap_or_default(),
+                    total: None,
+                    cursor_capable: false,
+                });
+            }
+            Behaviour::Ours => match page.cursor.as_deref().and_then(ItemKey::from_cursor) {
+                Some(after) => (
+                    all.into_iter()
+                        .filter(|i| ItemKey::of(i).is_after(&after))
+                        .take(page.limit as usize)
+                        .collect(),
+                    true,
+                ),
+                None => (
+                    all.into_iter()
+                        .skip(page.offset as usize)
+                        .take(page.limit as usize)
+                        .collect(),
+                    true,
+                ),
+            },
+            Behaviour::Reference => (
+                all.into_iter()
+                    .skip(page.offset as usize)
+                    .take(page.limit as usize)
+                    .collect(),
+                false,
+            ),
+        };
+        Ok(PeerPageAnswer {
+            items: items
+                .iter()
+                .map(|i| serde_json::to_value(i).expect("json"))
+                .collect(),
+            total: None,
+            cursor_capable,
+        })
+    }
+}
+
+#[derive(Default)]
+struct MemoryCache(Mutex<HashMap<String, Vec<u8>>>);
+
+#[async_trait]
+impl Cache for MemoryCache {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CoreError> {
+        Ok(lock(&self.0).get(key).cloned())
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CoreError> {
+        let map = lock(&self.0);
+        Ok(keys.iter().map(|k| map.get(k).cloned()).collect())
+    }
+    async fn set(&self, key: &str, value: &[u8], _: Duration) -> Result<(), CoreError> {
+        lock(&self.0).insert(key.into(), value.to_vec());
+        Ok(())
+    }
+    async fn set_if_absent(&self, key: &str, value: &[u8], _: Duration) -> Result<bool, CoreError> {
+        let mut map = lock(&self.0);
+        if map.contains_key(key) {
+            return Ok(false);
+        }
+        map.insert(key.into(), value.to_vec());
+        Ok(true)
+    }
+    async fn increment(&self, key: &str, delta: i64, _: Duration) -> Result<i64, CoreError> {
+        let mut map = lock(&self.0);
+        let n = map
+            .get(key)
+            .and_then(|v| String::from_utf8_lossy(v).parse::<i64>().ok())
+            .unwrap_or(0)
+            + delta;
+        map.insert(key.into(), n.to_string().into_bytes());
+        Ok(n)
+    }
+    async fn delete(&self, key: &str) -> Result<(), CoreError> {
+        lock(&self.0).remove(key);
+        Ok(())
+    }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, CoreError> {
+        let mut map = lock(&self.0);
+        let before = map.len();
+        map.retain(|k, _| !k.starts_with(prefix));
+        Ok((before - map.len()) as u64)
+    }
+    async fn ping(&self) -> Result<(), CoreError> {
+        Ok(())
+    }
+}
+
+struct SystemClock;
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+struct TokioTimer;
+#[async_trait]
+impl Timer for TokioTimer {
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+struct Network {
+    service: Arc<NetworkFetchService>,
+    remotes: Vec<Arc<Remote>>,
+    cache: Arc<MemoryCache>,
+}
+
+fn network(
+    own: Vec<Item>,
+    remotes: Vec<(&str, Vec<Item>, Behaviour)>,
+    settings: NetworkFetchSettings,
+) -> Network {
+    network_with_store(Store(own, false), remotes, settings)
+}
+
+fn network_with_store(
+    store: Store,
+    remotes: Vec<(&str, Vec<Item>, Behaviour)>,
+    settings: NetworkFetchSettings,
+) -> Network {
+    let mut instances = vec![json!({"domain_name": "student", "instance_url": SELF_URL})];
+    let mut transport = Transport::default();
+    let mut handles = Vec::new();
+    for (url, items, behaviour) in remotes {
+        instances.push(json!({"domain_name": "student", "instance_url": url}));
+        // An alias of the same instance must be counted once.
+        instances.push(json!({"domain_name": "student", "instance_url": format!("{url}/")}));
+        let remote = Arc::new(Remote {
+            items,
+            behaviour,
+            counts: AtomicUsize::new(0),
+            fetches: AtomicUsize::new(0),
+        });
+        transport.remotes.insert(url.to_string(), remote.clone());
+        handles.push(remote);
+    }
+    instances.push(json!({"domain_name": "student", "instance_url": "http://localhost:2742"}));
+    let doc = NetworkDocument::parse(&json!({
+        "name": "yellow_dot",
+        "domains": [{"name": "student", "minimum_cache_ttl_seconds": 60, "item_schemas": {"profile_1.0": {
+            "type": "object", "properties": {"name": {"type": "string"}, "phone": {"type": "string", "private": true}}
+        }}}],
+        "instances": instances
+    }))
+    .expect("doc");
+    let identity = Arc::new(InstanceIdentity {
+        base_url: SELF_URL.into(),
+        name: "self".into(),
+        served: ServedBindings::parse("yellow_dot/student").expect("served"),
+    });
+    let catalog = NetworkCatalog::build(
+        vec![doc],
+        &HashMap::new(),
+        &identity,
+        &SchemaCompiler::new(false),
+        Utc::now(),
+        CatalogOrigin::Sources,
+    );
+    let cache = Arc::new(MemoryCache::default());
+    let service = Arc::new(NetworkFetchService::new(
+        NetworkFetchDeps {
+            repository: Arc::new(store),
+            catalog: Arc::new(CatalogHandle::new(catalog)),
+            identity,
+            transport: Arc::new(transport),
+            cache: cache.clone(),
+            clock: Arc::new(SystemClock),
+            timer: Arc::new(TokioTimer),
+        },
+        settings,
+    ));
+    Network {
+        service,
+        remotes: handles,
+        cache,
+    }
+}
+
+fn query(limit: u32, paging: Paging) -> NetworkQuery {
+    NetworkQuery {
+        filter: ItemFilter::new("yellow_dot", "student"),
+        limit,
+        paging,
+        cache_ttl_seconds: None,
+        request_id: "r".into(),
+        client: ClientInfo::default(),
+    }
+}
+
+struct Decoded {
+    meta: Value,
+    items: Vec<Item>,
+}
+
+fn page_of(outcome: NetworkOutcome) -> Decoded {
+    let NetworkOutcome::Page(bytes) = outcome else {
+        panic!("no page: {outcome:?}")
+    };
+    let document: Value = serde_json::from_slice(&bytes).expect("json");
+    let items = serde_json::from_value(document["items"].clone()).expect("items");
+    Decoded {
+        meta: document["meta"].clone(),
+        items,
+    }
+}
+
+fn ids(items: &[Item]) -> Vec<Uuid> {
+    items.iter().map(|i| i.item_id).collect()
+}
+
+/// Items spread over three instances with interleaving (and tied) timestamps.
+fn spread(n: usize) -> (Vec<Item>, Vec<Item>, Vec<Item>) {
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let millis = 1_000_000 + (i as i64 / 3) * 7;
+        match i % 3 {
+            0 => a.push(item(SELF_URL, millis, i as u128 + 1, "a")),
+            1 => b.push(item("http://b.example", millis, i as u128 + 1, "b")),
+            _ => c.push(item("http://c.example", millis, i as u128 + 1, "c")),
+        }
+    }
+    (a, b, c)
+}
+
+#[tokio::test]
+async fn offset_pages_follow_the_global_order_and_strip_private_fields() {
+    let (a, b, c) = spread(30);
+    let everything: Vec<Item> = [a.clone(), b.clone(), c.clone()].concat();
+    let net = network(
+        a,
+        vec![
+            ("http://b.example", b, Behaviour::Ours),
+            ("http://c.example", c, Behaviour::Reference),
+        ],
+        NetworkFetchSettings::default(),
+    );
+    let expected = sorted(&everything, &ItemFilter::new("yellow_dot", "student"));
+    for (limit, offset) in [(5, 0), (5, 5), (7, 20), (10, 28), (10, 40)] {
+        let page = page_of(
+            net.service
+                .fetch(query(limit, Paging::Offset(offset)))
+                .await
+                .expect("page"),
+        );
+        let want: Vec<Item> = expected
+            .iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        assert_eq!(
+            ids(&page.items),
+            ids(&want),
+            "limit {limit} offset {offset}"
+        );
+        assert_eq!(page.meta["total"], 30);
+        assert_eq!(page.meta["partial"], false);
+        assert_eq!(
+            page.meta["peers"].as_array().map(Vec::len),
+            Some(3),
+            "aliases counted once"
+        );
+        assert!(
+            page.items.iter().all(|i| i.state.get("phone").is_none()),
+            "private fields never leave"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cursor_walks_cover_everything_once() {
+    let (a, b, c) = spread(47);
+    let everything: Vec<Item> = [a.clone(), b.clone(), c.clone()].concat();
+    let net = network(
+        a,
+        vec![
+            ("http://b.example", b, Behaviour::Ours),
+            ("http://c.example", c, Behaviour::Reference),
+        ],
+        NetworkFetchSettings::default(),
+    );
+    let expected = sorted(&everything, &ItemFilter::new("yellow_dot", "student"));
+    // The first page (by offset) teaches which peers page by cursor.
+    let first = page_of(
+        net.service
+            .fetch(query(6, Paging::Offset(0)))
+            .await
+            .expect("page"),
+    );
+    let mut seen = first.items.clone();
+    let mut cursor = first.meta["next_cursor"].as_str().map(str::to_string);
+    while let Some(raw) = cursor {
+        let page = page_of(
+            net.service
+                .fetch(query(
+                    6,
+                    Paging::Cursor(NetworkCursor::decode(&raw).expect("cursor")),
+                ))
+                .await
+                .expect("page"),
+        );
+        seen.extend(page.items.clone());
+        cursor = page.meta["next_cursor"].as_str().map(str::to_string);
+    }
+    assert_eq!(ids(&seen), ids(&expected));
+}
+
+#[tokio::test]
+async fn a_hanging_peer_makes_a_partial_page_within_the_deadline() {
+    let (a, b, c) = spread(12);
+    let settings = NetworkFetchSettings {
+        total_deadline: Duration::from_millis(300),
+        ..NetworkFetchSettings::default()
+    };
+    let net = network(
+        a,
+        vec![
+            ("http://b.example", b.clone(), Behaviour::Ours),
+            ("http://c.example", c, Behaviour::Hang),
+        ],
+        settings,
+    );
+    let started = std::time::Instant::now();
+    let page = page_of(
+        net.service
+            .fetch(query(20, Paging::Offset(0)))
+            .await
+            .expect("page"),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(page.meta["partial"], true);
+    assert_eq!(
+        page.items.len(),
+        8,
+        "the items of the instances that answered"
+    );
+    let statuses: Vec<&str> = page.meta["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .map(|p| p["status"].as_str().expect("s"))
+        .collect();
+    assert_eq!(statuses, vec!["ok", "ok", "timeout"]);
+}
+
+#[tokio::test]
+async fn hostile_answers_mark_the_peer_invalid_and_never_fail_the_request() {
+    let (a, b, _) = spread(9);
+    let mut foreign = item("http://elsewhere.example", 5, 999, "x");
+    foreign.created_by = "x".into();
+    let hostile = vec![
+        json!({"count": 3, "items": [serde_json::to_value(&foreign).expect("json")]}),
+        json!({"count": 3, "items": [{"item_id": "not a uuid"}]}),
+        json!({"count": 1, "items": [serde_json::to_value(item("http://c.example", 5, 7, "x")).expect("json"), serde_json::to_value(item("http://c.example", 6, 8, "y")).expect("json")]}),
+    ];
+    for answer in hostile {
+        let net = network(
+            a.clone(),
+            vec![
+                ("http://b.example", b.clone(), Behaviour::Ours),
+                (
+                    "http://c.example",
+                    Vec::new(),
+                    Behaviour::Answer(answer.clone()),
+                ),
+            ],
+            NetworkFetchSettings::default(),
+        );
+        let page = page_of(
+            net.service
+                .fetch(query(1, Paging::Offset(0)))
+                .await
+                .expect("page"),
+        );
+        assert_eq!(page.meta["partial"], true, "{answer}");
+        assert_eq!(page.meta["peers"][2]["status"], "invalid", "{answer}");
+        assert!(
+            page.items
+                .iter()
+                .all(|i| i.instance_url != "http://elsewhere.example")
+        );
+    }
+}
+
+#[tokio::test]
+async fn nobody_answering_gives_the_stale_page_or_nothing() {
+    let (a, b, _) = spread(6);
+    let net = network(
+        Vec::new(),
+        vec![("http://b.example", b, Behaviour::Ours)],
+        NetworkFetchSettings::default(),
+    );
+    let fresh = page_of(
+        net.service
+            .fetch(query(5, Paging::Offset(0)))
+            .await
+            .expect("page"),
+    );
+    assert_eq!(fresh.meta["stale"], false);
+    // The fresh copy expires (the stale copy does not), then the peer goes down.
+    lock(&net.cache.0)
+        .retain(|k, _| !k.starts_with("network-page:") && !k.starts_with("network-count:"));
+    // This instance's own database is down too: nobody answers.
+    let down = network_with_store(
+        Store(Vec::new(), true),
+        vec![("http://b.example", a.clone(), Behaviour::Down)],
+        NetworkFetchSettings::default(),
+    );
+    *lock(&down.cache.0) = lock(&net.cache.0).clone();
+    let stale = page_of(
+        down.service
+            .fetch(query(5, Paging::Offset(0)))
+            .await
+            .expect("page"),
+    );
+    assert_eq!(stale.meta["stale"], true);
+    assert_eq!(ids(&stale.items), ids(&fresh.items));
+    assert_eq!(stale.meta["peers"][1]["status"], "error");
+
+    let never = network_with_store(
+        Store(Vec::new(), true),
+        vec![("http://b.example", a, Behaviour::Down)],
+        NetworkFetchSettings::default(),
+    );
+    match never
+        .service
+        .fetch(query(5, Paging::Offset(0)))
+        .await
+        .expect("outcome")
+    {
+        NetworkOutcome::NoPeer {
+            peers,
+            retry_after_secs,
+        } => {
+            assert!(retry_after_secs >= 1);
+            assert_eq!(peers[1].status, PeerStatus::Error);
+        }
+        other => panic!("expected no peer, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_identical_misses_fan_out_once() {
+    let (a, b, c) = spread(30);
+    let net = network(
+        a,
+        vec![
+            ("http://b.example", b, Behaviour::Ours),
+            ("http://c.example", c, Behaviour::Ours),
+        ],
+        NetworkFetchSettings::default(),
+    );
+    let calls = (0..200).map(|_| {
+        let service = net.service.clone();
+        async move { service.fetch(query(10, Paging::Offset(0))).await }
+    });
+    let pages = futures::future::join_all(calls).await;
+    assert!(
+        pages
+            .iter()
+            .all(|p| matches!(p, Ok(NetworkOutcome::Page(_))))
+    );
+    for remote in &net.remotes {
+        assert_eq!(remote.counts.load(AtomicOrdering::SeqCst), 1);
+        assert_eq!(remote.fetches.load(AtomicOrdering::SeqCst), 1);
+    }
+}
+
+#[tokio::test]
+async fn the_breaker_stops_calling_a_dead_peer_and_private_filters_are_refused() {
+    let (a, _, _) = spread(6);
+    let settings = NetworkFetchSettings {
+        breaker: BreakerSettings {
+            failure_threshold: 2,
+            open_for: Duration::from_secs(60),
+        },
+        ..NetworkFetchSettings::default()
+    };
+    let net = network(
+        a,
+        vec![("http://b.example", Vec::new(), Behaviour::Down)],
+        settings,
+    );
+    for limit in 1..=4 {
+        // Distinct limits: distinct keys, so each is a fresh fan-out.
+        net.service
+            .fetch(query(limit, Paging::Offset(0)))
+            .await
+            .expect("page");
+    }
+    assert_eq!(
+        net.remotes[0].counts.load(AtomicOrdering::SeqCst),
+        2,
+        "no calls once open"
+    );
+    let page = page_of(
+        net.service
+            .fetch(query(9, Paging::Offset(0)))
+            .await
+            .expect("page"),
+    );
+    assert_eq!(page.meta["peers"][1]["status"], "circuit_open");
+    assert_eq!(
+        net.service.breaker_states(),
+        vec![("http://b.example".to_string(), "open")]
+    );
+
+    let mut probing = query(5, Paging::Offset(0));
+    probing.filter.state = Some(StateFilter::new(json!({"phone": "123"})).expect("filter"));
+    let err = net.service.fetch(probing).await.expect_err("refused");
+    assert_eq!(err.code(), crate::error::ErrorCode::PrivateFieldFilter);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn merged_pages_equal_one_instance_holding_everything(
+        sizes in (0usize..25, 0usize..25, 0usize..25),
+        steps in proptest::collection::vec((1u32..9, 0u32..40), 1..6),
+        times in proptest::collection::vec(0i64..6, 75),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        runtime.block_on(async {
+            let mut id = 0u128;
+            let mut make = |instance: &str, n: usize| -> Vec<Item> {
+                (0..n).map(|k| { id += 1; item(instance, times[(id as usize) % times.len()] * 10 + (k as i64 % 2), id, "x") }).collect()
+            };
+            let (a, b, c) = (make(SELF_URL, sizes.0), make("http://b.example", sizes.1), make("http://c.example", sizes.2));
+            let everything: Vec<Item> = [a.clone(), b.clone(), c.clone()].concat();
+            let expected = sorted(&everything, &ItemFilter::new("yellow_dot", "student"));
+            let net = network(a, vec![("http://b.example", b, Behaviour::Ours), ("http://c.example", c, Behaviour::Ours)], NetworkFetchSettings::default());
+            for (limit, offset) in &steps {
+                let page = page_of(net.service.fetch(query(*limit, Paging::Offset(*offset))).await.expect("page"));
+                let want: Vec<Item> = expected.iter().skip(*offset as usize).take(*limit as usize).cloned().collect();
+                prop_assert_eq!(ids(&page.items), ids(&want));
+            }
+            let limit = steps[0].0;
+            let mut seen: Vec<Item> = Vec::new();
+            let mut next = Some(NetworkCursor::default());
+            while let Some(cursor) = next {
+                let page = page_of(net.service.fetch(query(limit, Paging::Cursor(cursor))).await.expect("page"));
+                seen.extend(page.items.clone());
+                next = page.meta["next_cursor"].as_str().map(|c| NetworkCursor::decode(c).expect("cursor"));
+                prop_assert!(seen.len() <= expected.len());
+            }
+            prop_assert_eq!(ids(&seen), ids(&expected));
+            Ok(())
+        })?;
+    }
+}
