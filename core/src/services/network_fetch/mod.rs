@@ -161,30 +161,35 @@ impl NetworkFetchService {
         {
             return Ok(NetworkOutcome::Page(page));
         }
-        if let Some(ip) = &query.client.ip {
-            self.limiter
-                .hit(
-                    &format!("network-fetch:ip:{ip}"),
-                    self.settings.client_budget,
-                )
-                .await?;
-        }
-        let flight = {
-            let mut in_flight = lock(&self.in_flight);
-            match in_flight.get(&key) {
-                Some(flight) => flight.clone(),
-                None => {
-                    let this = self.clone();
-                    let (key_for_flight, catalog) = (key.clone(), catalog.clone());
-                    let flight = async move {
-                        this.fan_out_once(&catalog, query, ttl, &key_for_flight, generation)
-                            .await
-                            .map(Arc::new)
+        // Joining a fan-out already under way is free; starting one costs the client budget.
+        let existing = lock(&self.in_flight).get(&key).cloned();
+        let flight = match existing {
+            Some(flight) => flight,
+            None => {
+                if let Some(ip) = &query.client.ip {
+                    self.limiter
+                        .hit(
+                            &format!("network-fetch:ip:{ip}"),
+                            self.settings.client_budget,
+                        )
+                        .await?;
+                }
+                let mut in_flight = lock(&self.in_flight);
+                match in_flight.get(&key) {
+                    Some(flight) => flight.clone(),
+                    None => {
+                        let this = self.clone();
+                        let (key_for_flight, catalog) = (key.clone(), catalog.clone());
+                        let flight = async move {
+                            this.fan_out_once(&catalog, query, ttl, &key_for_flight, generation)
+                                .await
+                                .map(Arc::new)
+                        }
+                        .boxed()
+                        .shared();
+                        in_flight.insert(key.clone(), flight.clone());
+                        flight
                     }
-                    .boxed()
-                    .shared();
-                    in_flight.insert(key.clone(), flight.clone());
-                    flight
                 }
             }
         };
