@@ -307,6 +307,10 @@ pub fn accounts_service(
             hasher: Arc::new(Argon2PasswordHasher::new()),
             secrets: Arc::new(OsSecretGenerator::new()),
             cache,
+            credentials: Arc::new(MeteredCache::new(
+                MemoryCache::with_max_bytes(16 * 1024 * 1024),
+                "memory",
+            )),
             clock,
             ids: Arc::new(UuidV7Generator),
         },

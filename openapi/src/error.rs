@@ -102,42 +102,42 @@ impl ErrorBody {
 pub enum ApiError {
     /// Invalid input.
     #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
+    BadRequest(Json<Box<ErrorBody>>),
     /// Missing or invalid authentication.
     #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>),
+    Unauthorized(Json<Box<ErrorBody>>),
     /// Not allowed, or the network/domain is not served by this instance.
     #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+    Forbidden(Json<Box<ErrorBody>>),
     /// Not found (or not visible to the caller).
     #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
+    NotFound(Json<Box<ErrorBody>>),
     /// Already exists.
     #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
+    Conflict(Json<Box<ErrorBody>>),
     /// Body larger than the limit.
     #[oai(status = 413)]
-    PayloadTooLarge(Json<ErrorBody>),
+    PayloadTooLarge(Json<Box<ErrorBody>>),
     /// Body is not JSON.
     #[oai(status = 415)]
-    UnsupportedMediaType(Json<ErrorBody>),
+    UnsupportedMediaType(Json<Box<ErrorBody>>),
     /// Too many requests; retry after the given number of seconds.
     #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    TooManyRequests(Json<Box<ErrorBody>>, #[oai(header = "Retry-After")] u64),
     /// Unexpected failure; the body never carries internals.
     #[oai(status = 500)]
-    Internal(Json<ErrorBody>),
+    Internal(Json<Box<ErrorBody>>),
     /// A remote registry or peer failed.
     #[oai(status = 502)]
-    BadGateway(Json<ErrorBody>),
+    BadGateway(Json<Box<ErrorBody>>),
     /// A local dependency is unavailable; retry later.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(Json<Box<ErrorBody>>),
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, body: ErrorBody) -> Self {
-        let body = Json(body);
+        let body = Json(Box::new(body));
         match status {
             StatusCode::BAD_REQUEST => ApiError::BadRequest(body),
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized(body),
@@ -222,10 +222,10 @@ impl From<CoreError> for ApiError {
             ),
             CoreError::RateLimited { retry_after_secs } => {
                 return ApiError::TooManyRequests(
-                    Json(ErrorBody::application(
+                    Json(Box::new(ErrorBody::application(
                         ErrorCode::RateLimited.as_str(),
                         format!("Too many requests; retry in {retry_after_secs} s"),
-                    )),
+                    ))),
                     retry_after_secs,
                 );
             }

@@ -24,7 +24,14 @@ impl PrivateFields {
     /// `allOf`/`anyOf`/`oneOf`/`then`/`else`, and local `$ref`s.
     pub fn of_schema(schema: &Value) -> PrivateFields {
         let mut paths = Vec::new();
-        collect(schema, schema, &mut Vec::new(), &mut paths, 0);
+        collect(
+            schema,
+            schema,
+            &mut Vec::new(),
+            &mut paths,
+            &mut Vec::new(),
+            0,
+        );
         paths.sort_by_key(|p: &Vec<Step>| format!("{p:?}"));
         paths.dedup();
         PrivateFields(paths)
@@ -66,11 +73,14 @@ impl PrivateFields {
     }
 }
 
+/// Walks `schema`; `following` holds the `$ref`s being expanded on the current path, so a
+/// recursive schema is expanded once instead of endlessly.
 fn collect(
     schema: &Value,
     root: &Value,
     at: &mut Vec<Step>,
     out: &mut Vec<Vec<Step>>,
+    following: &mut Vec<String>,
     depth: usize,
 ) {
     let Value::Object(map) = schema else { return };
@@ -78,10 +88,13 @@ fn collect(
         return;
     }
     if let Some(Value::String(reference)) = map.get("$ref")
+        && !following.contains(reference)
         && let Some(pointer) = reference.strip_prefix('#')
         && let Some(target) = root.pointer(pointer)
     {
-        collect(target, root, at, out, depth + 1);
+        following.push(reference.clone());
+        collect(target, root, at, out, following, depth + 1);
+        following.pop();
     }
     if let Some(Value::Object(properties)) = map.get("properties") {
         for (name, property) in properties {
@@ -89,26 +102,26 @@ fn collect(
             if property.get("private") == Some(&Value::Bool(true)) {
                 out.push(at.clone());
             } else {
-                collect(property, root, at, out, depth + 1);
+                collect(property, root, at, out, following, depth + 1);
             }
             at.pop();
         }
     }
     if let Some(items) = map.get("items") {
         at.push(Step::EachItem);
-        collect(items, root, at, out, depth + 1);
+        collect(items, root, at, out, following, depth + 1);
         at.pop();
     }
     for combinator in ["allOf", "anyOf", "oneOf"] {
         if let Some(Value::Array(branches)) = map.get(combinator) {
             for branch in branches {
-                collect(branch, root, at, out, depth + 1);
+                collect(branch, root, at, out, following, depth + 1);
             }
         }
     }
     for branch in ["then", "else"] {
         if let Some(sub) = map.get(branch) {
-            collect(sub, root, at, out, depth + 1);
+            collect(sub, root, at, out, following, depth + 1);
         }
     }
 }

@@ -23,11 +23,89 @@ impl Limit {
 pub struct RateLimiter {
     cache: Arc<dyn Cache>,
     clock: Arc<dyn Clock>,
+    /// Hits counted here and not yet added to the shared counter, per bucket.
+    pending: std::sync::Mutex<std::collections::HashMap<String, Pending>>,
+}
+
+/// This process's share of a bucket's current window.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pending {
+    window: i64,
+    /// Hits not yet added to the shared counter.
+    hits: u32,
+    /// The shared count after our last flush.
+    shared: i64,
 }
 
 impl RateLimiter {
     pub fn new(cache: Arc<dyn Cache>, clock: Arc<dyn Clock>) -> Self {
-        RateLimiter { cache, clock }
+        RateLimiter {
+            cache,
+            clock,
+            pending: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Like [`RateLimiter::hit`] for generous budgets on hot paths: hits are counted in this
+    /// process and added to the shared counter `batch` at a time, so most calls cost no
+    /// round trip. The budget may be overshot by at most `batch` per replica.
+    pub async fn hit_batched(
+        &self,
+        bucket: &str,
+        limit: Limit,
+        batch: u32,
+    ) -> Result<(), CoreError> {
+        let window_ms = i64::try_from(limit.window.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let now_ms = self.clock.now().timestamp_millis();
+        let window = now_ms.div_euclid(window_ms);
+        let flush = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = pending.entry(bucket.to_string()).or_default();
+            if entry.window != window {
+                *entry = Pending {
+                    window,
+                    ..Pending::default()
+                };
+            }
+            entry.hits += 1;
+            if entry.shared + i64::from(entry.hits) > i64::from(limit.max) || entry.hits >= batch {
+                std::mem::take(&mut entry.hits)
+            } else {
+                return Ok(());
+            }
+        };
+        let key = format!("rate:{bucket}:{window}");
+        match self
+            .cache
+            .increment(&key, i64::from(flush), limit.window)
+            .await
+        {
+            Ok(count) => {
+                if let Some(entry) = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(bucket)
+                    && entry.window == window
+                {
+                    entry.shared = count;
+                }
+                if count > i64::from(limit.max) {
+                    let remaining_ms = (window + 1) * window_ms - now_ms;
+                    let retry_after_secs = u64::try_from((remaining_ms + 999) / 1000)
+                        .unwrap_or(1)
+                        .max(1);
+                    return Err(CoreError::RateLimited { retry_after_secs });
+                }
+                Ok(())
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, bucket, "rate limit not enforced: cache unavailable");
+                Ok(())
+            }
+        }
     }
 
     /// Counts one hit on `bucket`; `Err(RateLimited)` with the seconds until the window ends
@@ -98,6 +176,37 @@ mod tests {
             Err(CoreError::RateLimited {
                 retry_after_secs: 20
             })
+        );
+    }
+
+    #[tokio::test]
+    async fn batched_hits_reach_the_shared_counter_in_batches_and_still_stop_at_the_limit() {
+        let shared = Arc::new(Mutex::new(0i64));
+        let calls = Arc::new(Mutex::new(0u32));
+        let mut cache = MockCache::new();
+        let (seen, counted) = (shared.clone(), calls.clone());
+        cache.expect_increment().returning(move |_, delta, _| {
+            *counted.lock().expect("lock") += 1;
+            let mut n = seen.lock().expect("lock");
+            *n += delta;
+            Ok(*n)
+        });
+        let limiter = limiter(cache, 1_000_000_000);
+        let limit = Limit::per(25, Duration::from_secs(60));
+        let mut allowed = 0;
+        for _ in 0..40 {
+            if limiter.hit_batched("writes:key:k", limit, 10).await.is_ok() {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 25, "no more than the budget in one process");
+        assert!(
+            *calls.lock().expect("lock") < 40,
+            "far fewer round trips than hits"
+        );
+        assert!(
+            *shared.lock().expect("lock") >= 25,
+            "every allowed hit reached the shared counter"
         );
     }
 

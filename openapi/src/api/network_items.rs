@@ -93,7 +93,7 @@ enum NetworkFetchResponse {
     Page(EncodedJson<NetworkPageOut>),
     /// No instance answered and no recent page stands in.
     #[oai(status = 503)]
-    NoPeer(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    NoPeer(Json<Box<ErrorBody>>, #[oai(header = "Retry-After")] u64),
 }
 
 #[OpenApi(prefix_path = "/api/v1/network/item", tag = "ApiTags::Network")]
@@ -178,7 +178,7 @@ impl NetworkItemsApi {
                     "No instance of the network answered; try again shortly",
                 );
                 body.peers = Some(peers.into_iter().map(report_out).collect());
-                NetworkFetchResponse::NoPeer(Json(body), retry_after_secs)
+                NetworkFetchResponse::NoPeer(Json(Box::new(body)), retry_after_secs)
             }
         })
     }

@@ -1,9 +1,12 @@
 //! The HTTP phases run against one started instance, in order: HTTP baseline, item create,
-//! cold local fetch, warm local fetch; resident memory before and after.
+//! cold local fetch, warm local fetch; resident memory before and after. With authentication
+//! on, an account and an API key, the same HTTP load, then the same item create with one
+//! credential.
 
 use std::time::Duration;
 
-use serde_json::json;
+use anyhow::{Context, anyhow, bail};
+use serde_json::{Value, json};
 
 use super::child::DpgChild;
 use super::load::{self, Measured, Until};
@@ -39,6 +42,10 @@ pub enum Phase {
     Create,
     FetchCold,
     FetchWarm,
+    /// Item create with `x-api-key`, on an instance with authentication on.
+    CreateApiKey,
+    /// Item create with `Authorization: Bearer <session token>`, same.
+    CreateSession,
 }
 
 impl Phase {
@@ -48,9 +55,42 @@ impl Phase {
             Phase::Create => "POST /api/v1/item/create",
             Phase::FetchCold => "GET /api/v1/item/fetch, cold (distinct queries)",
             Phase::FetchWarm => "GET /api/v1/item/fetch, warm (one query)",
+            Phase::CreateApiKey => "POST /api/v1/item/create (API key)",
+            Phase::CreateSession => "POST /api/v1/item/create (session)",
+        }
+    }
+
+    /// Whether the phase ran on an instance with authentication on.
+    pub fn authenticated(self) -> bool {
+        matches!(self, Phase::CreateApiKey | Phase::CreateSession)
+    }
+}
+
+/// The credential an authenticated create phase sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    ApiKey,
+    Session,
+}
+
+impl Credential {
+    pub fn phase(self) -> Phase {
+        match self {
+            Credential::ApiKey => Phase::CreateApiKey,
+            Credential::Session => Phase::CreateSession,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Credential::ApiKey => "API key",
+            Credential::Session => "session",
         }
     }
 }
+
+/// The account every authenticated create phase signs up.
+const ACCOUNT: (&str, &str, &str) = ("Bench", "bench@example.org", "bench password");
 
 impl BackendReport {
     pub fn phase(&self, phase: Phase) -> Option<&Measured> {
@@ -80,17 +120,17 @@ pub async fn measure(
 
     progress(report.backend, Phase::Create, settings);
     let create = child.url("/api/v1/item/create");
-    let measured = load::run(client, c, Until::Requests(settings.items), move |client, n| {
-        client
-            .post(&create)
-            .header("x-dev-user-id", format!("u{}", (n / CITIES) % USERS))
-            .json(&json!({
-                "item_network": "yellow_dot",
-                "item_domain": "student",
-                "item_type": "profile_1.0",
-                "item_state": {"name": format!("S{n}"), "grade": "10", "city": format!("City{}", n % CITIES)}
-            }))
-    })
+    let measured = load::run(
+        client,
+        c,
+        Until::Requests(settings.items),
+        move |client, n| {
+            client
+                .post(&create)
+                .header("x-dev-user-id", format!("u{}", (n / CITIES) % USERS))
+                .json(&create_body(n))
+        },
+    )
     .await?;
     report.phases.push((Phase::Create, measured));
 
@@ -127,6 +167,113 @@ pub async fn measure(
     Ok(())
 }
 
+/// On an instance started with `AUTH_MIDDLEWARE_ENABLED=true`: signs up the account and
+/// creates an API key (both for either credential, so that the instances match), runs the
+/// same HTTP load as [`measure`]'s baseline without recording it, then the same item create
+/// as [`measure`] with `credential`. The items all belong to the one account.
+pub async fn measure_authenticated_create(
+    child: &DpgChild,
+    client: &reqwest::Client,
+    settings: Settings,
+    credential: Credential,
+    report: &mut BackendReport,
+) -> anyhow::Result<()> {
+    let (token, key) = account(child, client).await?;
+    let c = settings.concurrency;
+
+    eprintln!(
+        "[{}] GET /health/live, not recorded ({} s) ...",
+        report.backend, settings.seconds
+    );
+    let live = child.url("/health/live");
+    let timed = Until::Elapsed(Duration::from_secs(settings.seconds));
+    load::run(client, c, timed, move |client, _| client.get(&live)).await?;
+
+    let phase = credential.phase();
+    progress(report.backend, phase, settings);
+    let (name, value) = match credential {
+        Credential::ApiKey => ("x-api-key", key),
+        Credential::Session => ("authorization", format!("Bearer {token}")),
+    };
+    let create = child.url("/api/v1/item/create");
+    let measured = load::run(
+        client,
+        c,
+        Until::Requests(settings.items),
+        move |client, n| {
+            client
+                .post(&create)
+                .header(name, &value)
+                .json(&create_body(n))
+        },
+    )
+    .await?;
+    report.phases.push((phase, measured));
+    Ok(())
+}
+
+/// Signs up [`ACCOUNT`] and creates an API key: (session token, API key).
+async fn account(child: &DpgChild, client: &reqwest::Client) -> anyhow::Result<(String, String)> {
+    let (name, email, password) = ACCOUNT;
+    let signed_up = post_json(
+        client,
+        &child.url("/api/auth/sign-up/email"),
+        None,
+        &json!({"name": name, "email": email, "password": password}),
+    )
+    .await
+    .context("POST /api/auth/sign-up/email")?;
+    let token = string_field(&signed_up, "token").context("POST /api/auth/sign-up/email")?;
+    let created = post_json(
+        client,
+        &child.url("/api/auth/api-key/create"),
+        Some(&token),
+        &json!({"name": "bench"}),
+    )
+    .await
+    .context("POST /api/auth/api-key/create")?;
+    let key = string_field(&created, "key").context("POST /api/auth/api-key/create")?;
+    Ok((token, key))
+}
+
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let mut request = client.post(url).json(body);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.context("request failed")?;
+    let status = response.status();
+    let text = response.text().await.context("body not read")?;
+    if !status.is_success() {
+        let start: String = text.chars().take(300).collect();
+        bail!("HTTP {status}: {start}");
+    }
+    serde_json::from_str(&text).context("the answer is not JSON")
+}
+
+fn string_field(value: &Value, field: &str) -> anyhow::Result<String> {
+    value
+        .get(field)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("the answer has no string `{field}`"))
+}
+
+/// The n-th created item: a profile_1.0 student in city `n % 50`.
+fn create_body(n: u64) -> Value {
+    json!({
+        "item_network": "yellow_dot",
+        "item_domain": "student",
+        "item_type": "profile_1.0",
+        "item_state": {"name": format!("S{n}"), "grade": "10", "city": format!("City{}", n % CITIES)}
+    })
+}
+
 fn misses_between(before: Option<u64>, after: Option<u64>) -> Option<u64> {
     Some(after?.saturating_sub(before?))
 }
@@ -145,7 +292,9 @@ fn cold_query(n: u64) -> (u64, u64, u64, u64) {
 
 fn progress(backend: &str, phase: Phase, settings: Settings) {
     let extent = match phase {
-        Phase::Create => format!("{} requests", settings.items),
+        Phase::Create | Phase::CreateApiKey | Phase::CreateSession => {
+            format!("{} requests", settings.items)
+        }
         _ => format!("{} s", settings.seconds),
     };
     eprintln!("[{backend}] {} ({extent}) ...", phase.label());

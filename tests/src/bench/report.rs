@@ -8,6 +8,7 @@ use super::phases::{BackendReport, Phase};
 const CREATE_TO_INSERT_GOAL: f64 = 0.5;
 const WARM_FETCH_GOAL: f64 = 15_000.0;
 const IDLE_RSS_GOAL_MIB: f64 = 50.0;
+const AUTH_OVERHEAD_GOAL: f64 = 0.10;
 
 /// The machine: processing units and CPU model.
 pub fn machine() -> String {
@@ -85,21 +86,49 @@ pub fn rows(pgbench: &[PgbenchRun], backends: &[BackendReport], seconds: u64) ->
                 |k| format!("{:.1} MiB", mib(k)),
             ),
         };
-        rows.push(rss_row("RSS idle (right after ready)", report.idle_rss_kib));
-        for (phase, measured) in &report.phases {
-            rows.push(Row {
+        let phase_row = |phase: &Phase, measured: &Measured| {
+            let mut note = phase_note(measured);
+            if phase.authenticated() {
+                note.push_str("; own fresh instance with authentication on");
+            }
+            Row {
                 backend: report.backend.to_string(),
                 operation: phase.label().to_string(),
                 rate: Some(measured.rate()),
                 p50: measured.percentile_ms(0.50),
                 p99: measured.percentile_ms(0.99),
                 errors: Some(measured.errors),
-                note: phase_note(measured),
-            });
+                note,
+            }
+        };
+        rows.push(rss_row("RSS idle (right after ready)", report.idle_rss_kib));
+        for (phase, measured) in report.phases.iter().filter(|(p, _)| !p.authenticated()) {
+            rows.push(phase_row(phase, measured));
         }
         rows.push(rss_row("RSS after the load", report.loaded_rss_kib));
+        for (phase, measured) in report.phases.iter().filter(|(p, _)| p.authenticated()) {
+            rows.push(phase_row(phase, measured));
+        }
     }
     rows
+}
+
+/// How the authentication overhead is measured, for the notes under the table.
+pub fn authentication_notes() -> String {
+    "- Authentication overhead: every create phase (auth off, API key, session) runs on its \
+     own freshly started instance on fresh storage (a new data directory; for postgres a new \
+     database and Redis key prefix), in this order, so each starts from an empty item table \
+     and makes the same --items creates at the same --concurrency; creates slow down as the \
+     table grows, so no phase follows another's items. Each create follows the same \
+     --seconds of GET /health/live load (recorded as the HTTP baseline on the auth-off \
+     instance, unrecorded on the others). The authenticated instances run with \
+     AUTH_MIDDLEWARE_ENABLED=true and API_KEY_WRITES_PER_HOUR=100000000; both sign up one \
+     account and create one API key before the load, then send `x-api-key: <key>` or \
+     `Authorization: Bearer <session token>`. Their items all belong to that account; the \
+     auth-off items are spread over 10 development users. Overhead = 1 - (authenticated \
+     create requests/s / auth-off create requests/s); negative means the authenticated run \
+     was faster (noise).\n"
+        .to_string()
 }
 
 pub fn measurement_table(rows: &[Row]) -> String {
@@ -161,6 +190,28 @@ pub fn goals_table(pgbench: &[PgbenchRun], backends: &[BackendReport]) -> String
                 |w| verdict(w >= WARM_FETCH_GOAL)
             )
         ));
+        for phase in [Phase::CreateApiKey, Phase::CreateSession] {
+            let authenticated = report.phase(phase).map(|m| m.rate());
+            let (measured, met) = match (authenticated, create) {
+                (Some(on), Some(off)) if off > 0.0 => {
+                    let overhead = 1.0 - on / off;
+                    (
+                        format!("{:.1}% ({on:.0} vs {off:.0} requests/s)", overhead * 100.0),
+                        verdict(overhead < AUTH_OVERHEAD_GOAL),
+                    )
+                }
+                _ => (dash(), "not measured".to_string()),
+            };
+            let credential = if phase == Phase::CreateApiKey {
+                "API key"
+            } else {
+                "session"
+            };
+            out.push_str(&format!(
+                "| authentication overhead on create ({credential}) | {} | {measured} | < 10% | {met} |\n",
+                report.backend
+            ));
+        }
         let idle = report.idle_rss_kib.map(mib);
         out.push_str(&format!(
             "| idle RSS | {} | {} | < 50 MiB | {} |\n",

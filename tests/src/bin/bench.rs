@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use child::DpgChild;
 use db::ScratchDatabase;
-use phases::{BackendReport, Settings};
+use phases::{BackendReport, Credential, Settings};
 
 const ABOUT: &str = "Benchmark the release dpg binary against this machine's own limits";
 
@@ -47,7 +47,13 @@ Then, with --concurrency keep-alive workers: GET /health/live for --seconds (the
 ceiling), --items POST /api/v1/item/create of profile_1.0 students over 10 users, cold
 GET /api/v1/item/fetch for --seconds (every query distinct, so the 1 s fetch cache misses),
 warm GET /api/v1/item/fetch (one query) for --seconds; VmRSS right after ready and after
-the load. pgbench (-c <concurrency> -j 2 -T <seconds>) measures a single-row jsonb INSERT and
+the load. Then, for the authentication overhead, two more instances on fresh storage each
+(new data directory; new database and Redis prefix), with AUTH_MIDDLEWARE_ENABLED=true and
+API_KEY_WRITES_PER_HOUR=100000000: each signs up one account and creates an API key, takes
+GET /health/live for --seconds (not recorded), then the same --items creates with
+`x-api-key` (the first) or `Authorization: Bearer <session token>` (the second). Every create
+phase thus starts from an empty item table; the overhead is 1 - (authenticated rate /
+auth-off rate). pgbench (-c <concurrency> -j 2 -T <seconds>) measures a single-row jsonb INSERT and
 a primary-key SELECT on a scratch database.
 
 Prints a markdown table (requests/s, p50, p99, errors per measurement) and the project's
@@ -160,13 +166,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             backend,
             ..BackendReport::default()
         };
-        let outcome = if backend == "postgres" {
-            run_postgres(&args, &dpg, &network, &client, settings, &mut report).await
-        } else {
-            run_instance(&dpg, &network, &[], &client, settings, &mut report).await
-        };
-        if let Err(error) = outcome {
-            failures.push(format!("{backend}: {error:#}"));
+        for run in [
+            Run::AuthOff,
+            Run::Authenticated(Credential::ApiKey),
+            Run::Authenticated(Credential::Session),
+        ] {
+            let outcome = if backend == "postgres" {
+                run_postgres(&args, &dpg, &network, &client, settings, run, &mut report).await
+            } else {
+                run_instance(&dpg, &network, &[], &client, settings, run, &mut report).await
+            };
+            if let Err(error) = outcome {
+                failures.push(format!("{backend} ({}): {error:#}", run.describe()));
+            }
         }
         reports.push(report);
     }
@@ -174,6 +186,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let rows = report::rows(&pgbench_runs, &reports, args.seconds);
     println!("## Measurements\n");
     println!("{}", report::measurement_table(&rows));
+    println!("{}", report::authentication_notes());
     println!("## Goals\n");
     println!("{}", report::goals_table(&pgbench_runs, &reports));
     let errors = report::errors_section(&pgbench_runs, &reports);
@@ -193,6 +206,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What one instance of a backend measures.
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    /// Authentication off: every phase of [`phases::measure`].
+    AuthOff,
+    /// Authentication on: the item create with this credential.
+    Authenticated(Credential),
+}
+
+impl Run {
+    fn describe(self) -> String {
+        match self {
+            Run::AuthOff => "authentication off".to_string(),
+            Run::Authenticated(credential) => {
+                format!("authentication on, {} create", credential.name())
+            }
+        }
+    }
+
+    /// Variables added to the backend's own.
+    fn env(self) -> Vec<(String, String)> {
+        match self {
+            Run::AuthOff => Vec::new(),
+            Run::Authenticated(_) => vec![
+                ("AUTH_MIDDLEWARE_ENABLED".to_string(), "true".to_string()),
+                (
+                    "API_KEY_WRITES_PER_HOUR".to_string(),
+                    API_KEY_WRITES_PER_HOUR.to_string(),
+                ),
+            ],
+        }
+    }
+}
+
+/// The API key write budget of the authenticated instances: far above any run's creates.
+const API_KEY_WRITES_PER_HOUR: u32 = 100_000_000;
+
 /// Starts one instance, measures it and stops it (also when a phase fails).
 async fn run_instance(
     dpg: &Path,
@@ -200,10 +250,18 @@ async fn run_instance(
     env: &[(String, String)],
     client: &reqwest::Client,
     settings: Settings,
+    run: Run,
     report: &mut BackendReport,
 ) -> anyhow::Result<()> {
-    eprintln!("[{}] starting {} ...", report.backend, dpg.display());
-    let instance = DpgChild::start(dpg, network, env, client)
+    eprintln!(
+        "[{}] starting {} ({}) ...",
+        report.backend,
+        dpg.display(),
+        run.describe()
+    );
+    let mut env = env.to_vec();
+    env.extend(run.env());
+    let instance = DpgChild::start(dpg, network, &env, client)
         .await
         .context("the dpg instance did not start")?;
     eprintln!(
@@ -212,7 +270,13 @@ async fn run_instance(
         instance.base_url,
         instance.pid()
     );
-    let measured = phases::measure(&instance, client, settings, report).await;
+    let measured = match run {
+        Run::AuthOff => phases::measure(&instance, client, settings, report).await,
+        Run::Authenticated(credential) => {
+            phases::measure_authenticated_create(&instance, client, settings, credential, report)
+                .await
+        }
+    };
     let log_tail = instance.log_tail(10);
     let stopped = instance.stop().await;
     eprintln!(
@@ -234,6 +298,7 @@ async fn run_postgres(
     network: &Path,
     client: &reqwest::Client,
     settings: Settings,
+    run: Run,
     report: &mut BackendReport,
 ) -> anyhow::Result<()> {
     let database = ScratchDatabase::create(&args.postgres_url, "").await?;
@@ -247,7 +312,7 @@ async fn run_postgres(
         ("REDIS_URL".to_string(), args.redis_url.clone()),
         ("REDIS_KEY_PREFIX".to_string(), key_prefix.clone()),
     ];
-    let outcome = run_instance(dpg, network, &env, client, settings, report).await;
+    let outcome = run_instance(dpg, network, &env, client, settings, run, report).await;
     let dropped = database.drop_now().await;
     let cleaned = clear_redis(&args.redis_url, &key_prefix).await;
     outcome?;

@@ -11,7 +11,11 @@ use tokio::task::JoinHandle;
 
 /// A running instance; stops when dropped (or with [`TestInstance::stop`]).
 pub struct TestInstance {
+    /// The instance's public URL (`API_DOMAIN` with the port): what its items carry.
     pub base_url: String,
+    /// `http://127.0.0.1:<port>` of its own listener: reaches it even when `base_url` names
+    /// a proxy in front of it.
+    pub local_url: String,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
@@ -48,9 +52,20 @@ impl TestInstance {
     /// Starts an instance whose data directory is `data_dir` (SQLite and schema copy live
     /// there unless `env` selects PostgreSQL). Fails when it does not boot.
     pub async fn start(data_dir: PathBuf, env: InstanceEnv) -> anyhow::Result<TestInstance> {
-        install_crypto_provider();
         let listener = Listening::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        TestInstance::start_on(listener, data_dir, env).await
+    }
+
+    /// Like [`TestInstance::start`], on a listener bound beforehand (so that its port can go
+    /// into a network document or a proxy before the instance boots).
+    pub async fn start_on(
+        listener: Listening,
+        data_dir: PathBuf,
+        env: InstanceEnv,
+    ) -> anyhow::Result<TestInstance> {
+        install_crypto_provider();
         let port = listener.local_addr.port();
+        let local_url = format!("http://{}", listener.local_addr);
         let mut vars = env.vars;
         vars.entry("DPG_DATA_DIR".into())
             .or_insert_with(|| data_dir.display().to_string());
@@ -73,6 +88,7 @@ impl TestInstance {
         }));
         Ok(TestInstance {
             base_url,
+            local_url,
             client: reqwest::Client::builder()
                 .no_proxy()
                 .build()
@@ -83,8 +99,9 @@ impl TestInstance {
         })
     }
 
+    /// `path` on this instance's own listener.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base_url)
+        format!("{}{path}", self.local_url)
     }
 
     /// Stops gracefully and waits until the server has drained.

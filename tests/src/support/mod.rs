@@ -3,5 +3,6 @@
 
 pub mod fault_proxy;
 pub mod instance;
+pub mod network;
 pub mod postgres;
 pub mod redis;

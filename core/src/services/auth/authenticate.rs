@@ -10,6 +10,9 @@ use crate::error::{CoreError, ErrorCode};
 use crate::model::{AuthMethod, Caller, Role, Session};
 use crate::ports::{Authenticator, Credentials};
 
+/// Writes counted in this process before they are added to a key's shared budget.
+const WRITE_BATCH: u32 = 50;
+
 #[async_trait]
 impl Authenticator for AuthService {
     async fn authenticate(&self, credentials: &Credentials) -> Result<Option<Caller>, CoreError> {
@@ -44,9 +47,10 @@ impl AuthService {
     pub async fn charge_write(&self, caller: &Caller) -> Result<(), CoreError> {
         if let AuthMethod::ApiKey { key_id } = &caller.method {
             self.limiter
-                .hit(
+                .hit_batched(
                     &format!("writes:key:{key_id}"),
                     self.settings.limits.writes_per_key,
+                    WRITE_BATCH,
                 )
                 .await?;
         }
@@ -154,19 +158,24 @@ impl AuthService {
     }
 
     pub(super) async fn forget_session(&self, token_hash: &str) {
-        if let Err(err) = self.deps.cache.delete(&session_cache_key(token_hash)).await {
+        if let Err(err) = self
+            .deps
+            .credentials
+            .delete(&session_cache_key(token_hash))
+            .await
+        {
             tracing::warn!(error = %err, "could not drop a cached session; it expires on its own");
         }
     }
 
     pub(super) async fn forget_key(&self, key_hash: &str) {
-        if let Err(err) = self.deps.cache.delete(&key_cache_key(key_hash)).await {
+        if let Err(err) = self.deps.credentials.delete(&key_cache_key(key_hash)).await {
             tracing::warn!(error = %err, "could not drop a cached API key; it expires on its own");
         }
     }
 
     async fn cached(&self, key: &str) -> Option<Vec<u8>> {
-        match self.deps.cache.get(key).await {
+        match self.deps.credentials.get(key).await {
             Ok(value) => value,
             Err(err) => {
                 tracing::warn!(error = %err, "credential cache unavailable; checking the database");

@@ -36,7 +36,8 @@ pub struct AuthSettings {
     pub session_refresh_after: Duration,
     /// What API keys start with (e.g. `dpg_`).
     pub api_key_prefix: String,
-    /// Lifetime of cached verified credentials.
+    /// Lifetime of cached verified credentials (the delay before a revocation made on
+    /// another replica applies here).
     pub credential_cache_ttl: Duration,
     pub limits: AuthLimits,
 }
@@ -74,7 +75,7 @@ impl Default for AuthSettings {
             session_ttl: Duration::from_secs(7 * 24 * 3600),
             session_refresh_after: Duration::from_secs(24 * 3600),
             api_key_prefix: "dpg_".to_string(),
-            credential_cache_ttl: Duration::from_secs(60),
+            credential_cache_ttl: Duration::from_secs(5),
             limits: AuthLimits::default(),
         }
     }
@@ -86,7 +87,12 @@ pub struct AuthServiceDeps {
     pub api_keys: Arc<dyn ApiKeyRepository>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub secrets: Arc<dyn SecretGenerator>,
+    /// The shared cache (rate limits).
     pub cache: Arc<dyn Cache>,
+    /// Short-lived copies of verified credentials: process-local, so checking a session or
+    /// key costs no round trip; revocation drops this process's copy at once and other
+    /// replicas' copies expire within `credential_cache_ttl`.
+    pub credentials: Arc<dyn Cache>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
 }

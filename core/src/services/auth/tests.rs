@@ -266,6 +266,7 @@ impl Harness {
                 hasher: fake(),
                 secrets: fake(),
                 cache: fake(),
+                credentials: fake(),
                 clock: fake(),
                 ids: fake(),
             },

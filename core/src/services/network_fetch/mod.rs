@@ -31,6 +31,8 @@ use crate::model::{ClientInfo, InstanceIdentity, Item, ItemFilter, ItemKey, glob
 use crate::network::{CatalogHandle, NetworkCatalog};
 use crate::ports::{Cache, Clock, ItemRepository, PeerError, PeerPage, PeerTransport, Timer};
 
+/// A count above this is not believed: no instance holds ten billion items of one domain.
+const MAX_BELIEVABLE_COUNT: u64 = 10_000_000_000;
 /// Items asked of a peer per call when paging by offset (the reference's maximum limit).
 const CHUNK: u32 = 100;
 /// How often a replica waiting on another replica's fan-out looks for its page.
@@ -260,7 +262,10 @@ impl NetworkFetchService {
             let reports = counts.into_iter().map(|(report, _)| report).collect();
             return self.stale_or_nothing(key, reports).await;
         }
-        let total: u64 = counts.iter().filter_map(|(_, count)| *count).sum();
+        let total = counts
+            .iter()
+            .filter_map(|(_, count)| *count)
+            .fold(0u64, u64::saturating_add);
         let fetches =
             futures::future::join_all(peers.iter().zip(counts).map(|(peer, (report, count))| {
                 self.fetch_phase(peer, report, count, query, deadline)
@@ -343,7 +348,12 @@ impl NetworkFetchService {
             .deps
             .transport
             .count_local(&peer.url, filter, &query.request_id);
-        let result = self.within(deadline, call).await;
+        let result = match self.within(deadline, call).await {
+            Ok(count) if count > MAX_BELIEVABLE_COUNT => Err(PeerError::Invalid(format!(
+                "count {count} is not believable"
+            ))),
+            other => other,
+        };
         self.record(peer, &result);
         match result {
             Ok(count) => {

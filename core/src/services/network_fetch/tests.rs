@@ -727,11 +727,17 @@ proptest! {
 #[tokio::test]
 async fn each_client_has_a_budget_of_fan_outs_and_joining_one_is_free() {
     let (a, b, _) = spread(6);
-    let settings = NetworkFetchSettings { client_budget: Limit::per(2, Duration::from_secs(60)), ..NetworkFetchSettings::default() };
+    let settings = NetworkFetchSettings {
+        client_budget: Limit::per(2, Duration::from_secs(60)),
+        ..NetworkFetchSettings::default()
+    };
     let net = network(a, vec![("http://b.example", b, Behaviour::Ours)], settings);
     let from_client = |limit: u32| {
         let mut q = query(limit, Paging::Offset(0));
-        q.client = ClientInfo { ip: Some("203.0.113.9".into()), user_agent: None };
+        q.client = ClientInfo {
+            ip: Some("203.0.113.9".into()),
+            user_agent: None,
+        };
         q
     };
     let joined = futures::future::join_all((0..50).map(|_| {
@@ -740,9 +746,18 @@ async fn each_client_has_a_budget_of_fan_outs_and_joining_one_is_free() {
         async move { service.fetch(q).await }
     }))
     .await;
-    assert!(joined.iter().all(Result::is_ok), "one fan-out, fifty answers");
-    assert!(net.service.fetch(from_client(3)).await.is_ok(), "cache hits are free");
+    assert!(
+        joined.iter().all(Result::is_ok),
+        "one fan-out, fifty answers"
+    );
+    assert!(
+        net.service.fetch(from_client(3)).await.is_ok(),
+        "cache hits are free"
+    );
     assert!(net.service.fetch(from_client(4)).await.is_ok());
     let refused = net.service.fetch(from_client(5)).await;
-    assert!(matches!(refused, Err(CoreError::RateLimited { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(CoreError::RateLimited { .. })),
+        "{refused:?}"
+    );
 }
