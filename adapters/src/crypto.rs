@@ -297,3 +297,19 @@ mod tests {
         }
     }
 }
+
+/// 32 bytes from the operating system's random source: the seed of a new signing key.
+pub fn random_key_seed() -> [u8; 32] {
+    use rand::Rng;
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    seed
+}
+
+#[cfg(test)]
+mod seed_tests {
+    #[test]
+    fn seeds_differ() {
+        assert_ne!(super::random_key_seed(), super::random_key_seed());
+    }
+}

@@ -67,6 +67,15 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Where this instance's signing key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceKeySource {
+    /// `DPG_INSTANCE_KEY_FILE`: a PKCS#8 PEM file (`dpg keygen` writes one).
+    File(PathBuf),
+    /// `DPG_INSTANCE_KEY`: the base64 32-byte seed.
+    Seed(Secret),
+}
+
 /// Calls to other instances and network-wide reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerConfig {
@@ -88,6 +97,10 @@ pub struct PeerConfig {
     pub breaker_open: Duration,
     /// Network-read cache misses one client may cause per minute (`NETWORK_FETCH_BUDGET_PER_MINUTE`).
     pub client_budget_per_minute: u32,
+    /// This instance's signing key; without one peer requests go unsigned.
+    pub instance_key: Option<InstanceKeySource>,
+    /// An extra trust anchor for peers' TLS certificates (`PEER_CA_FILE`).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +303,17 @@ impl Config {
                     get("NETWORK_FETCH_BUDGET_PER_MINUTE"),
                     120u32,
                 )?,
+                instance_key: match (get("DPG_INSTANCE_KEY_FILE"), get("DPG_INSTANCE_KEY")) {
+                    (Some(path), None) => Some(InstanceKeySource::File(PathBuf::from(path))),
+                    (None, Some(seed)) => Some(InstanceKeySource::Seed(Secret::new(seed))),
+                    (None, None) => None,
+                    (Some(_), Some(_)) => {
+                        return Err(
+                            "set DPG_INSTANCE_KEY_FILE or DPG_INSTANCE_KEY, not both".to_string()
+                        );
+                    }
+                },
+                ca_file: get("PEER_CA_FILE").map(PathBuf::from),
             },
             auth_enabled,
             signup_enabled: match get("AUTH_SIGNUP_ENABLED") {

@@ -29,10 +29,10 @@ use dpg_core::services::rate_limit::Limit;
 use dpg_core::services::{
     AuthService, AuthServiceDeps, AuthSettings, HealthService, ItemService, ItemServiceDeps,
     NetworkFetchDeps, NetworkFetchService, NetworkFetchSettings, NetworkSchemaService,
-    PeerItemsService, SchemaServiceDeps,
+    PeerItemsService, PeerTrustService, SchemaServiceDeps,
 };
 use dpg_openapi::cors::CorsPolicy;
-use dpg_openapi::state::CookieSettings;
+use dpg_openapi::state::{CookieSettings, PublicKeyOut};
 use dpg_openapi::{ApiState, BodyLimits, HttpSettings};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -131,6 +131,57 @@ impl Instance {
             }
         }
 
+        let signer = match &config.peers.instance_key {
+            Some(source) => Some(crate::keys::signer(
+                crate::keys::load(source)?,
+                &catalog.current(),
+                &config.base_url,
+            )),
+            None => None,
+        };
+        if signer.is_none() && catalog.current().requires_signatures() {
+            anyhow::bail!(
+                "a network requires signed peer requests (peer_auth: required) but this instance has no key: \
+                 set DPG_INSTANCE_KEY_FILE (see `dpg keygen`)"
+            );
+        }
+        let public_keys = signer
+            .iter()
+            .map(|s| PublicKeyOut {
+                kid: s.kid().to_string(),
+                alg: "ed25519".to_string(),
+                public_key: s.public_key_b64url(),
+            })
+            .collect();
+        let extra_root_ca_pem = match &config.peers.ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read PEER_CA_FILE {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let mut transport = HttpPeerTransport::new(PeerHttpConfig {
+            call_timeout: config.peers.call_timeout,
+            connect_timeout: config.peers.connect_timeout,
+            max_body_bytes: config.peers.max_body_bytes,
+            extra_root_ca_pem,
+            require_https: !config.is_development(),
+        })?;
+        match &signer {
+            Some(signer) if catalog.current().signs_requests() => {
+                tracing::info!(kid = signer.kid(), "peer requests are signed");
+                transport = transport.with_signer(signer.clone());
+            }
+            Some(_) => tracing::info!("peer_auth is off in every network: requests are not signed"),
+            None => tracing::warn!("no instance key: peer requests are not signed"),
+        }
+        let peer_trust = Arc::new(PeerTrustService::new(
+            catalog.clone(),
+            identity.clone(),
+            cache.clone(),
+            clock.clone(),
+        ));
+
         let repository: Arc<dyn ItemRepository> = Arc::new(SqlItemRepository::new(&database));
         let items = Arc::new(ItemService::new(ItemServiceDeps {
             repository: repository.clone(),
@@ -151,12 +202,7 @@ impl Instance {
                 repository: repository.clone(),
                 catalog: catalog.clone(),
                 identity: identity.clone(),
-                transport: Arc::new(HttpPeerTransport::new(PeerHttpConfig {
-                    call_timeout: config.peers.call_timeout,
-                    connect_timeout: config.peers.connect_timeout,
-                    max_body_bytes: config.peers.max_body_bytes,
-                    extra_root_ca_pem: None,
-                })?),
+                transport: Arc::new(transport),
                 cache: cache.clone(),
                 clock: clock.clone(),
                 timer: Arc::new(TokioTimer),
@@ -199,6 +245,8 @@ impl Instance {
             items,
             peer_items,
             network: network.clone(),
+            peer_trust,
+            public_keys,
             schemas: schemas.clone(),
             health: Arc::new(HealthService::new(repository, cache, catalog)),
             accounts,

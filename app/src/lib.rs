@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod instance;
+pub mod keys;
 pub mod telemetry;
 
 pub use config::Config;

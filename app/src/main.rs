@@ -26,6 +26,12 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Generate this instance's signing key (PKCS#8 PEM, mode 0600) and print the public key
+    /// as the JSON to add to the instance's entries in the Network Schema (`instances[].keys`).
+    Keygen {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Manage administrators.
     Admin {
         #[command(subcommand)]
@@ -50,9 +56,24 @@ enum AdminCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Openapi) = cli.command {
-        println!("{}", dpg_openapi::openapi_document());
-        return ExitCode::SUCCESS;
+    match &cli.command {
+        Some(Command::Openapi) => {
+            println!("{}", dpg_openapi::openapi_document());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Keygen { out }) => {
+            return match dpg_app::keys::generate(out, dpg_adapters::crypto::random_key_seed()) {
+                Ok(public) => {
+                    println!("{public}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     let config = match Config::from_process_env() {
         Ok(config) => config,

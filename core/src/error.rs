@@ -55,6 +55,16 @@ pub enum ErrorCode {
     InvalidPreflight,
     PrivateFieldFilter,
     InvalidCursor,
+    // Peer trust.
+    SignatureRequired,
+    SignatureInvalid,
+    SignatureExpired,
+    DigestMismatch,
+    UnknownSigningKey,
+    WrongAuthority,
+    NonceReplayed,
+    SignerNotMember,
+    SignerNotInstance,
 }
 
 impl ErrorCode {
@@ -96,6 +106,15 @@ impl ErrorCode {
             ErrorCode::InvalidPreflight => "INVALID_PREFLIGHT",
             ErrorCode::PrivateFieldFilter => "PRIVATE_FIELD_FILTER",
             ErrorCode::InvalidCursor => "INVALID_CURSOR",
+            ErrorCode::SignatureRequired => "SIGNATURE_REQUIRED",
+            ErrorCode::SignatureInvalid => "SIGNATURE_INVALID",
+            ErrorCode::SignatureExpired => "SIGNATURE_EXPIRED",
+            ErrorCode::DigestMismatch => "DIGEST_MISMATCH",
+            ErrorCode::UnknownSigningKey => "UNKNOWN_SIGNING_KEY",
+            ErrorCode::WrongAuthority => "WRONG_AUTHORITY",
+            ErrorCode::NonceReplayed => "NONCE_REPLAYED",
+            ErrorCode::SignerNotMember => "SIGNER_NOT_MEMBER",
+            ErrorCode::SignerNotInstance => "SIGNER_NOT_INSTANCE",
             ErrorCode::SchemaUrlForbidden => "SCHEMA_URL_FORBIDDEN",
             ErrorCode::InvalidSchemaRef => "INVALID_SCHEMA_REF",
         }

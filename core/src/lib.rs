@@ -4,6 +4,7 @@
 pub mod error;
 pub mod model;
 pub mod network;
+pub mod peer_auth;
 pub mod ports;
 pub mod services;
 

@@ -10,6 +10,7 @@ pub mod encoded;
 pub mod error;
 pub mod filters;
 pub mod middleware;
+pub mod peer;
 pub mod query;
 pub mod state;
 

@@ -6,7 +6,7 @@ use dpg_core::model::InstanceIdentity;
 use dpg_core::ports::Authenticator;
 use dpg_core::services::{
     AuthService, HealthService, ItemService, NetworkFetchService, NetworkSchemaService,
-    PeerItemsService,
+    PeerItemsService, PeerTrustService,
 };
 
 use crate::cors::CorsPolicy;
@@ -17,6 +17,10 @@ pub struct ApiState {
     pub peer_items: Arc<PeerItemsService>,
     /// Network-wide reads.
     pub network: Arc<NetworkFetchService>,
+    /// Signatures of peer requests.
+    pub peer_trust: Arc<PeerTrustService>,
+    /// This instance's public signing keys, as listed in the Network Schema.
+    pub public_keys: Vec<PublicKeyOut>,
     pub schemas: Arc<NetworkSchemaService>,
     pub health: Arc<HealthService>,
     /// Accounts, sessions and API keys (the `/api/auth` routes).
@@ -31,6 +35,15 @@ pub struct ApiState {
     pub cors: Arc<CorsPolicy>,
     /// Use `X-Forwarded-For` for the client address (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+}
+
+/// One public key of this instance: what operators paste into `instances[].keys`.
+#[derive(Debug, Clone, poem_openapi::Object)]
+pub struct PublicKeyOut {
+    pub kid: String,
+    pub alg: String,
+    /// Base64url of the 32 raw bytes.
+    pub public_key: String,
 }
 
 /// How the session cookie is written.

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use dpg_core::CoreError;
 use dpg_core::model::ItemFilter;
 use dpg_core::ports::{PeerError, PeerPage, PeerPageAnswer, PeerTransport};
+use dpg_core::services::PeerSigner;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{Certificate, redirect};
 use serde_json::Value;
@@ -33,6 +34,8 @@ pub struct PeerHttpConfig {
     pub max_body_bytes: u64,
     /// PEM certificates trusted in addition to the platform's roots (a private CA).
     pub extra_root_ca_pem: Option<Vec<u8>>,
+    /// Refuse plain-http peers (outside development).
+    pub require_https: bool,
 }
 
 impl Default for PeerHttpConfig {
@@ -42,6 +45,7 @@ impl Default for PeerHttpConfig {
             connect_timeout: Duration::from_secs(1),
             max_body_bytes: 4 * 1024 * 1024,
             extra_root_ca_pem: None,
+            require_https: false,
         }
     }
 }
@@ -52,6 +56,9 @@ pub struct HttpPeerTransport {
     client: reqwest::Client,
     call_timeout: Duration,
     max_body_bytes: u64,
+    require_https: bool,
+    /// Signs every request when set (RFC 9421, Ed25519).
+    signer: Option<PeerSigner>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +107,15 @@ impl HttpPeerTransport {
             client,
             call_timeout: config.call_timeout,
             max_body_bytes: config.max_body_bytes,
+            require_https: config.require_https,
+            signer: None,
         })
+    }
+
+    /// Signs every request with this instance's key from now on.
+    pub fn with_signer(mut self, signer: PeerSigner) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     /// One call: POST, read the answer within the deadline, parse it, and record metrics.
@@ -138,11 +153,28 @@ impl HttpPeerTransport {
     }
 
     async fn post(&self, url: Url, body: Value, request_id: &str) -> Result<Vec<u8>, PeerError> {
+        if self.require_https && url.scheme() != "https" {
+            return Err(PeerError::Unreachable(
+                "peers are called over https only".to_string(),
+            ));
+        }
+        let body = body.to_string().into_bytes();
+        let mut signature_headers = Vec::new();
+        if let Some(signer) = &self.signer {
+            let nonce = uuid::Uuid::new_v4().simple().to_string();
+            let now = chrono::Utc::now().timestamp();
+            signature_headers = signer
+                .headers("POST", url.as_str(), "application/json", &body, now, &nonce)
+                .map_err(|e| PeerError::Unreachable(format!("cannot sign: {e}")))?;
+        }
         let mut request = self
             .client
             .post(url)
-            .header(CONTENT_TYPE, "application/json")
-            .body(body.to_string());
+            .header(CONTENT_TYPE, "application/json");
+        for (name, value) in signature_headers {
+            request = request.header(name, value);
+        }
+        let mut request = request.body(body);
         match HeaderValue::from_str(request_id) {
             Ok(value) => request = request.header(REQUEST_ID_HEADER, value),
             Err(_) => tracing::debug!(request_id, "request id is not a header value; not sent"),

@@ -277,6 +277,55 @@ impl NetworkCatalog {
         origins
     }
 
+    /// The instances that publish `kid`, as (network, normalized instance URL, key); the
+    /// Network Schema is the only trust root of peer signatures.
+    pub fn signing_key(&self, kid: &str) -> Vec<(String, String, crate::peer_auth::VerifyingKey)> {
+        let mut found = Vec::new();
+        for doc in self.networks() {
+            for instance in &doc.instances {
+                for key in instance.keys.iter().filter(|k| k.kid == kid) {
+                    if let Ok(verifying) = crate::peer_auth::VerifyingKey::from_instance_key(key) {
+                        let entry = (
+                            doc.name.clone(),
+                            normalize_instance_url(&instance.instance_url),
+                            verifying,
+                        );
+                        if !found
+                            .iter()
+                            .any(|(n, u, _): &(String, String, _)| *n == entry.0 && *u == entry.1)
+                        {
+                            found.push(entry);
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether the instance at `instance_url` (normalized) is listed in `network`.
+    pub fn is_member(&self, network: &str, instance_url: &str) -> bool {
+        self.network(network)
+            .map(|doc| {
+                doc.instances
+                    .iter()
+                    .any(|i| normalize_instance_url(&i.instance_url) == instance_url)
+            })
+            .unwrap_or(false)
+    }
+
+    /// The strictest `peer_auth` mode of the loaded networks (for start-up checks).
+    pub fn requires_signatures(&self) -> bool {
+        self.networks()
+            .any(|doc| doc.peer_auth == super::PeerAuthMode::Required)
+    }
+
+    /// Whether any loaded network wants signed peer requests (`peer_auth` not `off`).
+    pub fn signs_requests(&self) -> bool {
+        self.networks()
+            .any(|doc| doc.peer_auth != super::PeerAuthMode::Off)
+    }
+
     /// Entries of `GET /api/v1/network/schemas`, sorted by `cache_key`.
     pub fn schema_index(&self, identity: &InstanceIdentity) -> Vec<SchemaIndexEntry> {
         let mut entries = Vec::new();

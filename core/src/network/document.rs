@@ -244,6 +244,8 @@ impl NetworkDocument {
                 non_empty(&format!("{key_at}.kid"), &key.kid)?;
                 non_empty(&format!("{key_at}.alg"), &key.alg)?;
                 non_empty(&format!("{key_at}.public_key"), &key.public_key)?;
+                crate::peer_auth::VerifyingKey::from_instance_key(key)
+                    .map_err(|e| invalid(format!("{key_at}: {e}")))?;
                 // One key may appear under every domain entry of its instance, but a kid must
                 // not be claimed by two different keys.
                 if let Some((_, other)) = kids.iter().find(|(kid, _)| *kid == key.kid)
@@ -463,8 +465,34 @@ mod tests {
     }
 
     #[test]
+    fn instance_keys_must_be_ed25519_public_keys() {
+        for (key, expected) in [
+            (
+                json!({"kid": "k", "alg": "rsa", "public_key": "JrQLj5P_89iXES9-vFgrIy29clF9CC_oPPsw3c5D0bs"}),
+                "keys[0]",
+            ),
+            (
+                json!({"kid": "k", "alg": "ed25519", "public_key": "c2hvcnQ"}),
+                "keys[0]",
+            ),
+        ] {
+            let doc = json!({"name": "n", "instances": [{"domain_name": "d", "instance_url": "http://x.example", "keys": [key]}]});
+            let msg = message(NetworkDocument::parse(&doc).expect_err(expected));
+            assert!(msg.contains("instances[0].keys[0]"), "{msg}");
+        }
+    }
+
+    #[test]
     fn kid_must_not_name_two_keys() {
-        let key = |kid: &str, pk: &str| json!({"kid": kid, "alg": "ed25519", "public_key": pk});
+        // Two valid Ed25519 public keys (base64url of 32 bytes).
+        let (aaa, bbb) = (
+            "JrQLj5P_89iXES9-vFgrIy29clF9CC_oPPsw3c5D0bs",
+            "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg",
+        );
+        let key = |kid: &str, pk: &str| {
+            let pk = if pk == "AAA" { aaa } else { bbb };
+            json!({"kid": kid, "alg": "ed25519", "public_key": pk})
+        };
         let ok = json!({"name": "n", "instances": [
             {"domain_name": "a", "instance_url": "http://x.example", "keys": [key("k1", "AAA")]},
             {"domain_name": "b", "instance_url": "http://x.example", "keys": [key("k1", "AAA")]}

@@ -6,6 +6,7 @@ pub mod items;
 pub mod network_fetch;
 mod page_cache;
 pub mod peer_items;
+pub mod peer_trust;
 pub mod rate_limit;
 pub mod schemas;
 
@@ -17,4 +18,5 @@ pub use network_fetch::{
     Paging,
 };
 pub use peer_items::{PeerItemsService, PeerPageRequest};
+pub use peer_trust::{PeerCaller, PeerSigner, PeerTrustService, ReceivedRequest};
 pub use schemas::{LoadStatus, NetworkSchemaService, ReloadReport, SchemaServiceDeps};

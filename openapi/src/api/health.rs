@@ -12,7 +12,13 @@ use crate::dto::{
     HealthOut, LivenessOut, NetworkConfigStatusOut, ReadinessChecksOut, ReadinessOut,
     ServedDomainOut, wire_time,
 };
-use crate::state::ApiState;
+use crate::state::{ApiState, PublicKeyOut};
+
+#[derive(Debug, Clone, poem_openapi::Object)]
+pub struct InstanceKeysOut {
+    pub instance_url: String,
+    pub keys: Vec<PublicKeyOut>,
+}
 
 pub struct HealthApi;
 
@@ -64,6 +70,22 @@ impl HealthApi {
                 last_error: status.last_error,
                 last_attempt_at: status.last_attempt_at.map(wire_time),
             },
+        })
+    }
+
+    /// This instance's public keys
+    ///
+    /// The Ed25519 keys this instance signs peer requests with, as they belong in the
+    /// Network Schema's `instances[].keys`.
+    #[oai(
+        path = "/.well-known/dpg/keys",
+        method = "get",
+        operation_id = "instanceKeys"
+    )]
+    async fn keys(&self, Data(state): Data<&Arc<ApiState>>) -> Json<InstanceKeysOut> {
+        Json(InstanceKeysOut {
+            instance_url: state.identity.base_url.clone(),
+            keys: state.public_keys.clone(),
         })
     }
 

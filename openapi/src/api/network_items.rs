@@ -23,6 +23,7 @@ use crate::encoded::EncodedJson;
 use crate::error::{ApiError, ErrorBody, PeerReportOut};
 use crate::filters::{FilterParams, PeerFilterIn};
 use crate::middleware::RequestId;
+use crate::peer::SignedPeer;
 use crate::query::{item_state_filter, reject_repeated};
 use crate::state::ApiState;
 
@@ -194,9 +195,11 @@ impl NetworkItemsApi {
     async fn count_local(
         &self,
         Data(state): Data<&Arc<ApiState>>,
+        SignedPeer(caller): SignedPeer,
         body: JsonBody<PeerFilterIn>,
     ) -> Result<Json<CountOut>, ApiError> {
         let filter = body.0.into_filter()?;
+        state.peer_trust.authorize(&caller, &filter.network)?;
         let count = state.peer_items.count(&filter).await?;
         Ok(Json(CountOut { count }))
     }
@@ -214,10 +217,12 @@ impl NetworkItemsApi {
     async fn fetch_local(
         &self,
         Data(state): Data<&Arc<ApiState>>,
+        SignedPeer(caller): SignedPeer,
         body: JsonBody<FetchLocalIn>,
     ) -> Result<EncodedJson<PeerPageOut>, ApiError> {
         let body = body.0;
         let filter = body.filter.into_filter()?;
+        state.peer_trust.authorize(&caller, &filter.network)?;
         let document = state
             .peer_items
             .page(

@@ -6,3 +6,4 @@ pub mod instance;
 pub mod network;
 pub mod postgres;
 pub mod redis;
+pub mod tls_proxy;

@@ -19,6 +19,9 @@ use super::fault_proxy::FaultProxy;
 use super::instance::{InstanceEnv, TestInstance, dev_network, install_crypto_provider};
 use super::postgres::TestPostgres;
 use super::redis::{redis_url, unique_namespace};
+use super::tls_proxy::{TestCa, TlsProxy};
+use dpg_core::peer_auth::SigningKey;
+use dpg_core::services::PeerSigner;
 
 pub const NETWORK: &str = "yellow_dot";
 pub const STUDENT: &str = "student";
@@ -47,12 +50,55 @@ pub struct NetworkBuilder {
     minimum_cache_ttl_seconds: Option<u64>,
     common_env: InstanceEnv,
     env: HashMap<usize, InstanceEnv>,
+    /// Every instance signs with its own key, listed in the document, and the network
+    /// requires signatures.
+    signed: bool,
+    /// The network's `peer_auth` mode when not the default of a (un)signed network.
+    peer_auth: Option<&'static str>,
+    /// Instances reached through a TLS-terminating proxy (`https://localhost:<port>`).
+    tls: BTreeSet<usize>,
+    /// Instances that are not given the test CA (`PEER_CA_FILE`).
+    untrusting: BTreeSet<usize>,
 }
 
 impl NetworkBuilder {
     /// PostgreSQL + Redis instead of the embedded default.
     pub fn postgres_redis(mut self) -> Self {
         self.backend = Backend::PostgresRedis;
+        self
+    }
+
+    /// Gives every instance a fresh Ed25519 key, lists the keys in the document and sets
+    /// `peer_auth: required` (the default).
+    pub fn signed(mut self) -> Self {
+        self.signed = true;
+        self
+    }
+
+    /// No keys and the document's default `peer_auth` (`permissive`): instances call each
+    /// other unsigned, as TypeScript peers do.
+    pub fn unsigned(mut self) -> Self {
+        self.signed = false;
+        self
+    }
+
+    /// Sets the document's `peer_auth` mode (`off`, `permissive`, `required`).
+    pub fn peer_auth(mut self, mode: &'static str) -> Self {
+        self.peer_auth = Some(mode);
+        self
+    }
+
+    /// Puts a TLS-terminating proxy with a certificate of a test CA in front of instance
+    /// `index`; its URL becomes `https://localhost:<port>` and every other instance trusts
+    /// the CA through `PEER_CA_FILE` (unless [`NetworkBuilder::untrusting`]).
+    pub fn tls(mut self, index: usize) -> Self {
+        self.tls.insert(index);
+        self
+    }
+
+    /// Instance `index` is not given the test CA of [`NetworkBuilder::tls`].
+    pub fn untrusting(mut self, index: usize) -> Self {
+        self.untrusting.insert(index);
         self
     }
 
@@ -104,13 +150,28 @@ impl NetworkBuilder {
             .proxied
             .iter()
             .chain(self.alias.iter())
+            .chain(self.tls.iter())
+            .chain(self.untrusting.iter())
             .chain(self.env.keys())
             .find(|index| **index >= self.size)
         {
             bail!("instance {index} is not among the {} instances", self.size);
         }
+        if let Some(index) = self.tls.intersection(&self.proxied).next() {
+            bail!("instance {index} cannot be behind both a fault proxy and a TLS proxy");
+        }
+        let document_dir = tempfile::tempdir().context("temporary directory")?;
+        let ca = match self.tls.is_empty() {
+            true => None,
+            false => Some(TestCa::generate()?),
+        };
+        let ca_path = document_dir.path().join("peer-ca.pem");
+        if let Some(ca) = &ca {
+            std::fs::write(&ca_path, ca.pem()).context("writing the test CA")?;
+        }
         let mut listeners = Vec::with_capacity(self.size);
         let mut proxies = Vec::with_capacity(self.size);
+        let mut tls_proxies = Vec::with_capacity(self.size);
         let mut urls = Vec::with_capacity(self.size);
         for index in 0..self.size {
             let listener = Listening::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
@@ -119,19 +180,37 @@ impl NetworkBuilder {
             } else {
                 None
             };
-            urls.push(match &proxy {
-                Some(proxy) => proxy.url(),
-                None => format!("http://{}", listener.local_addr),
+            let tls_proxy = match (&ca, self.tls.contains(&index)) {
+                (Some(ca), true) => Some(TlsProxy::start(listener.local_addr, ca).await?),
+                _ => None,
+            };
+            urls.push(match (&proxy, &tls_proxy) {
+                (Some(proxy), _) => proxy.url(),
+                (_, Some(tls)) => tls.url(),
+                _ => format!("http://{}", listener.local_addr),
             });
             listeners.push(listener);
             proxies.push(proxy);
+            tls_proxies.push(tls_proxy);
         }
         let alias = match self.alias {
             Some(index) => Some(localhost_alias(&urls[index])?),
             None => None,
         };
-        let document = self.document(&urls, alias.as_deref())?;
-        let document_dir = tempfile::tempdir().context("temporary directory")?;
+        let seeds: Vec<[u8; 32]> = (0..self.size)
+            .map(|_| dpg_adapters::crypto::random_key_seed())
+            .collect();
+        let keys: Vec<Option<Value>> = seeds
+            .iter()
+            .enumerate()
+            .map(|(index, seed)| {
+                self.signed.then(|| {
+                    let key = SigningKey::from_seed(seed);
+                    json!({"kid": format!("member{index}-key"), "alg": "ed25519", "public_key": key.public_key_b64url()})
+                })
+            })
+            .collect();
+        let document = self.document(&urls, alias.as_deref(), &keys)?;
         let document_path = document_dir.path().join("network.json");
         std::fs::write(&document_path, serde_json::to_vec_pretty(&document)?)
             .context("writing the network document")?;
@@ -160,6 +239,16 @@ impl NetworkBuilder {
                 .set("SERVED_DOMAINS", served(index).join(","))
                 .set("API_DOMAIN", urls[index].clone())
                 .set("INSTANCE_NAME", format!("member{index}"));
+            if ca.is_some() && !self.untrusting.contains(&index) {
+                env = env.set("PEER_CA_FILE", ca_path.display().to_string());
+            }
+            if self.signed {
+                use base64::Engine;
+                env = env.set(
+                    "DPG_INSTANCE_KEY",
+                    base64::engine::general_purpose::STANDARD.encode(seeds[index]),
+                );
+            }
             if let Some(database) = &databases[index] {
                 env = env
                     .set("DATABASE_URL", database.url())
@@ -208,16 +297,32 @@ impl NetworkBuilder {
                 _database: database,
             });
         }
+        let signers = seeds
+            .iter()
+            .enumerate()
+            .map(|(index, seed)| {
+                self.signed.then(|| {
+                    PeerSigner::new(SigningKey::from_seed(seed), format!("member{index}-key"))
+                })
+            })
+            .collect();
         Ok(TestNetwork {
             members,
             document,
             alias,
+            signers,
+            _tls_proxies: tls_proxies.into_iter().flatten().collect(),
             _document_dir: document_dir,
         })
     }
 
     /// The bundled development document with this network's instances and options.
-    fn document(&self, urls: &[String], alias: Option<&str>) -> anyhow::Result<Value> {
+    fn document(
+        &self,
+        urls: &[String],
+        alias: Option<&str>,
+        keys: &[Option<Value>],
+    ) -> anyhow::Result<Value> {
         let mut document = dev_network();
         let domains = document["domains"]
             .as_array_mut()
@@ -242,28 +347,38 @@ impl NetworkBuilder {
                 }
             }
         }
-        let entry = |domain: &str, name: String, url: &str| {
-            json!({
+        let entry = |domain: &str, name: String, url: &str, index: usize| {
+            let mut entry = json!({
                 "domain_name": domain,
                 "instance_name": name,
                 "instance_url": url,
                 "custom_item_schema_urls": {}
-            })
+            });
+            if let Some(Some(key)) = keys.get(index) {
+                entry["keys"] = json!([key]);
+            }
+            entry
         };
         let mut instances: Vec<Value> = urls
             .iter()
             .enumerate()
-            .map(|(index, url)| entry(STUDENT, format!("Student member {index}"), url))
+            .map(|(index, url)| entry(STUDENT, format!("Student member {index}"), url, index))
             .collect();
         if let (Some(index), Some(alias)) = (self.alias, alias) {
             instances.push(entry(
                 STUDENT,
                 format!("Student member {index} (alias)"),
                 alias,
+                index,
             ));
         }
-        instances.push(entry(TUTOR, "Tutor member 0".to_string(), &urls[0]));
+        instances.push(entry(TUTOR, "Tutor member 0".to_string(), &urls[0], 0));
         document["instances"] = Value::Array(instances);
+        match (self.peer_auth, self.signed) {
+            (Some(mode), _) => document["peer_auth"] = json!(mode),
+            (None, true) => document["peer_auth"] = json!("required"),
+            (None, false) => {}
+        }
         document["description"] = json!("Generated for the federation tests.");
         Ok(document)
     }
@@ -312,6 +427,9 @@ pub struct TestNetwork {
     pub document: Value,
     /// The `http://localhost:<port>` spelling listed besides one instance, if any.
     pub alias: Option<String>,
+    /// Each instance's signing identity, in a signed network.
+    signers: Vec<Option<PeerSigner>>,
+    _tls_proxies: Vec<TlsProxy>,
     _document_dir: TempDir,
 }
 
@@ -325,7 +443,8 @@ pub struct Reply {
 }
 
 impl TestNetwork {
-    /// `size` (at least 3) embedded instances, no proxy, no alias, the bundled TTLs.
+    /// `size` (at least 3) embedded instances, signed (`peer_auth: required`), no proxy, no
+    /// alias, the bundled TTLs.
     pub fn builder(size: usize) -> NetworkBuilder {
         NetworkBuilder {
             size,
@@ -336,6 +455,10 @@ impl TestNetwork {
             minimum_cache_ttl_seconds: None,
             common_env: InstanceEnv::new(),
             env: HashMap::new(),
+            signed: true,
+            peer_auth: None,
+            tls: BTreeSet::new(),
+            untrusting: BTreeSet::new(),
         }
     }
 
@@ -354,6 +477,12 @@ impl TestNetwork {
     /// The URL peers call for instance `index` (and its items' `item_instance_url`).
     pub fn url(&self, index: usize) -> &str {
         &self.members[index].url
+    }
+
+    /// The key instance `index` signs with, in a [`NetworkBuilder::signed`] network: lets a
+    /// test forge or tamper with requests as that instance.
+    pub fn signer(&self, index: usize) -> Option<&PeerSigner> {
+        self.signers[index].as_ref()
     }
 
     /// The proxy in front of instance `index`, when it has one.
@@ -379,10 +508,47 @@ impl TestNetwork {
         .await
     }
 
-    /// `POST path` with a JSON body on instance `index`, directly.
-    pub async fn post(&self, index: usize, path: &str, body: &Value) -> anyhow::Result<Reply> {
+    /// `POST path` with a JSON body on instance `index`, directly, as its peer `from` calls
+    /// it: signed with `from`'s key in a signed network.
+    pub async fn peer_post(
+        &self,
+        from: usize,
+        index: usize,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<Reply> {
+        let bytes = body.to_string().into_bytes();
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        if let Some(signer) = self.signer(from) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("clock before 1970")?
+                .as_secs() as i64;
+            let nonce = uuid::Uuid::new_v4().simple().to_string();
+            let target = format!("{}{path}", self.url(index));
+            let signed = signer
+                .headers("POST", &target, "application/json", &bytes, now, &nonce)
+                .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
+            headers.extend(signed.into_iter().map(|(n, v)| (n.to_string(), v)));
+        }
+        self.post_raw(index, path, &headers, bytes).await
+    }
+
+    /// `POST path` on instance `index`, directly, with exactly these headers and bytes (for
+    /// signed, forged and tampered peer requests).
+    pub async fn post_raw(
+        &self,
+        index: usize,
+        path: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
         let instance = self.instance(index);
-        send(instance.client.post(instance.url(path)).json(body)).await
+        let mut request = instance.client.post(instance.url(path));
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        send(request.body(body)).await
     }
 
     /// `GET /api/v1/network/item/fetch?item_network=yellow_dot&item_domain=<domain><query>`
@@ -462,7 +628,8 @@ impl TestNetwork {
         let mut items = Vec::new();
         loop {
             let reply = self
-                .post(
+                .peer_post(
+                    (index + 1) % self.len(),
                     index,
                     FETCH_LOCAL,
                     &json!({"item_network": NETWORK, "item_domain": domain,
