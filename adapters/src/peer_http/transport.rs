@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use dpg_core::CoreError;
 use dpg_core::model::ItemFilter;
-use dpg_core::ports::{PeerError, PeerPage, PeerPageAnswer, PeerTransport};
+use dpg_core::ports::{PeerAnswer, PeerError, PeerPage, PeerPageAnswer, PeerTransport};
 use dpg_core::services::PeerSigner;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{Certificate, redirect};
@@ -23,6 +23,7 @@ pub const REQUESTS_TOTAL: &str = "dpg_peer_requests_total";
 pub const DURATION_SECONDS: &str = "dpg_peer_request_duration_seconds";
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
+const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// How peer calls are bounded; `Default` is the production setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub struct HttpPeerTransport {
 enum Operation {
     CountLocal,
     FetchLocal,
+    PerformAction,
+    StoreEvent,
 }
 
 impl Operation {
@@ -72,8 +75,25 @@ impl Operation {
         match self {
             Operation::CountLocal => "count_local",
             Operation::FetchLocal => "fetch_local",
+            Operation::PerformAction => "action_perform",
+            Operation::StoreEvent => "event_store",
         }
     }
+
+    fn path(self) -> &'static str {
+        match self {
+            Operation::CountLocal => "/api/v1/network/item/count_local",
+            Operation::FetchLocal => "/api/v1/network/item/fetch_local",
+            Operation::PerformAction => "/api/v1/network/action/perform",
+            Operation::StoreEvent => "/api/v1/event/store",
+        }
+    }
+}
+
+/// A peer's HTTP answer, read within the size cap.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
 }
 
 impl HttpPeerTransport {
@@ -118,21 +138,22 @@ impl HttpPeerTransport {
         self
     }
 
-    /// One call: POST, read the answer within the deadline, parse it, and record metrics.
+    /// One call: POST, read the answer within the deadline, interpret it, and record metrics.
     async fn exchange<T>(
         &self,
         peer_url: &str,
         operation: Operation,
         body: Value,
+        headers: &[(&'static str, &str)],
         request_id: &str,
-        parse: fn(&[u8]) -> Result<T, PeerError>,
+        interpret: impl FnOnce(Answer) -> Result<T, PeerError>,
     ) -> Result<T, PeerError> {
         let started = Instant::now();
         let (peer, result) = match endpoint(peer_url, operation) {
             Ok((origin, url)) => {
-                let call = self.post(url, body, request_id);
+                let call = self.post(url, body, headers, request_id);
                 let result = match tokio::time::timeout(self.call_timeout, call).await {
-                    Ok(answer) => answer.and_then(|bytes| parse(&bytes)),
+                    Ok(answer) => answer.and_then(interpret),
                     Err(_) => Err(PeerError::Timeout),
                 };
                 (origin, result)
@@ -152,7 +173,13 @@ impl HttpPeerTransport {
         result
     }
 
-    async fn post(&self, url: Url, body: Value, request_id: &str) -> Result<Vec<u8>, PeerError> {
+    async fn post(
+        &self,
+        url: Url,
+        body: Value,
+        headers: &[(&'static str, &str)],
+        request_id: &str,
+    ) -> Result<Answer, PeerError> {
         if self.require_https && url.scheme() != "https" {
             return Err(PeerError::Unreachable(
                 "peers are called over https only".to_string(),
@@ -174,18 +201,23 @@ impl HttpPeerTransport {
         for (name, value) in signature_headers {
             request = request.header(name, value);
         }
+        for (name, value) in headers {
+            match HeaderValue::from_str(value) {
+                Ok(value) => request = request.header(*name, value),
+                Err(_) => {
+                    return Err(PeerError::Invalid(format!("{name} is not a header value")));
+                }
+            }
+        }
         let mut request = request.body(body);
         match HeaderValue::from_str(request_id) {
             Ok(value) => request = request.header(REQUEST_ID_HEADER, value),
             Err(_) => tracing::debug!(request_id, "request id is not a header value; not sent"),
         }
         let response = request.send().await.map_err(transport_error)?;
-        let status = response.status();
-        if !status.is_success() {
-            // The peer's body is never read nor relayed.
-            return Err(PeerError::Status(status.as_u16()));
-        }
-        self.read_body(response).await
+        let status = response.status().as_u16();
+        let body = self.read_body(response).await?;
+        Ok(Answer { status, body })
     }
 
     /// Reads the answer chunk by chunk, refusing it as soon as it passes the cap.
@@ -222,8 +254,9 @@ impl PeerTransport for HttpPeerTransport {
             peer_url,
             Operation::CountLocal,
             body,
+            &[],
             request_id,
-            body::parse_count,
+            |a| body::parse_count(&successful(a)?),
         )
         .await
     }
@@ -240,10 +273,61 @@ impl PeerTransport for HttpPeerTransport {
             peer_url,
             Operation::FetchLocal,
             body,
+            &[],
             request_id,
-            body::parse_page,
+            |a| body::parse_page(&successful(a)?),
         )
         .await
+    }
+
+    async fn perform_action(
+        &self,
+        peer_url: &str,
+        body: &Value,
+        idempotency_key: &str,
+        request_id: &str,
+    ) -> Result<PeerAnswer, PeerError> {
+        self.exchange(
+            peer_url,
+            Operation::PerformAction,
+            body.clone(),
+            &[(IDEMPOTENCY_KEY_HEADER, idempotency_key)],
+            request_id,
+            |answer| {
+                Ok(PeerAnswer {
+                    status: answer.status,
+                    body: serde_json::from_slice(&answer.body).ok(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn store_event(
+        &self,
+        peer_url: &str,
+        body: &Value,
+        request_id: &str,
+    ) -> Result<u16, PeerError> {
+        self.exchange(
+            peer_url,
+            Operation::StoreEvent,
+            body.clone(),
+            &[],
+            request_id,
+            |answer| Ok(answer.status),
+        )
+        .await
+    }
+}
+
+/// The body of a 2xx answer; any other status is `PeerError::Status` (the body is dropped,
+/// never relayed).
+fn successful(answer: Answer) -> Result<Vec<u8>, PeerError> {
+    if (200..300).contains(&answer.status) {
+        Ok(answer.body)
+    } else {
+        Err(PeerError::Status(answer.status))
     }
 }
 
@@ -257,11 +341,7 @@ fn endpoint(peer_url: &str, operation: Operation) -> Result<(String, Url), PeerE
         return Err(unusable());
     }
     let origin = url.origin().ascii_serialization();
-    let endpoint = Url::parse(&format!(
-        "{origin}/api/v1/network/item/{}",
-        operation.as_str()
-    ))
-    .map_err(|_| unusable())?;
+    let endpoint = Url::parse(&format!("{origin}{}", operation.path())).map_err(|_| unusable())?;
     Ok((origin, endpoint))
 }
 

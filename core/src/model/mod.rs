@@ -1,6 +1,7 @@
 //! Domain types shared by services, ports and adapters.
 
 mod account;
+mod action;
 mod binding;
 mod caller;
 mod filter;
@@ -10,6 +11,10 @@ mod position;
 mod text;
 
 pub use account::{ApiKey, ClientInfo, Role, Session, User};
+pub use action::{
+    ActionEvent, ActionQuery, ActionRecord, ItemRef, OutboxCounts, OutboxEntry, OutboxState,
+    OwnershipRole, Page, ownership_roles,
+};
 pub use binding::{Binding, ServedBindings};
 pub use caller::{AuthMethod, Caller};
 pub use filter::{EARTH_RADIUS_METERS, GeoBox, GeoRadius, ItemFilter, PageRequest, StateFilter};

@@ -2,6 +2,7 @@
 //! contract; adapters translate driver errors into `CoreError` and log the detail.
 
 mod accounts;
+mod action_repository;
 mod authenticator;
 mod cache;
 mod clock;
@@ -14,11 +15,14 @@ mod timer;
 pub use accounts::{
     ApiKeyRepository, PasswordHasher, SecretGenerator, SessionRepository, UserRepository,
 };
+pub use action_repository::{
+    ActionRepository, Created, IdempotencyKey, NewAction, Outbox, StatusChange,
+};
 pub use authenticator::{Authenticator, Credentials};
 pub use cache::Cache;
 pub use clock::{Clock, IdGenerator};
 pub use item_repository::ItemRepository;
-pub use peer_transport::{PeerError, PeerPage, PeerPageAnswer, PeerTransport};
+pub use peer_transport::{PeerAnswer, PeerError, PeerPage, PeerPageAnswer, PeerTransport};
 pub use schema_source::{
     FetchOutcome, FetchedDocument, SchemaLocation, SchemaSource, SourceValidators,
 };
@@ -30,6 +34,8 @@ pub use accounts::{
     MockApiKeyRepository, MockPasswordHasher, MockSecretGenerator, MockSessionRepository,
     MockUserRepository,
 };
+#[cfg(any(test, feature = "mocks"))]
+pub use action_repository::{MockActionRepository, MockOutbox};
 #[cfg(any(test, feature = "mocks"))]
 pub use authenticator::MockAuthenticator;
 #[cfg(any(test, feature = "mocks"))]

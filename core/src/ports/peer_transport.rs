@@ -40,6 +40,14 @@ pub struct PeerPageAnswer {
     pub cursor_capable: bool,
 }
 
+/// Any HTTP answer of a peer to a write: its status and its body when the body is JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerAnswer {
+    pub status: u16,
+    /// `None` when the body was empty or not JSON.
+    pub body: Option<Value>,
+}
+
 /// Calls to other instances. Deadlines live here: every method MUST give up within the
 /// adapter's per-peer deadline and return `PeerError::Timeout`; answers larger than the
 /// adapter's size cap MUST return `PeerError::Invalid` without being read whole. The request
@@ -63,4 +71,24 @@ pub trait PeerTransport: Send + Sync {
         page: &PeerPage,
         request_id: &str,
     ) -> Result<PeerPageAnswer, PeerError>;
+
+    /// `POST <peer>/api/v1/network/action/perform` with `Idempotency-Key`. Every HTTP answer
+    /// is `Ok` (the caller relays 4xx bodies and turns 5xx into 502); a body over the size
+    /// cap is `PeerError::Invalid`.
+    async fn perform_action(
+        &self,
+        peer_url: &str,
+        body: &Value,
+        idempotency_key: &str,
+        request_id: &str,
+    ) -> Result<PeerAnswer, PeerError>;
+
+    /// `POST <peer>/api/v1/event/store`. Every HTTP answer is `Ok` with its status (the
+    /// outbox classifies it); the body is read within the cap and dropped.
+    async fn store_event(
+        &self,
+        peer_url: &str,
+        body: &Value,
+        request_id: &str,
+    ) -> Result<u16, PeerError>;
 }

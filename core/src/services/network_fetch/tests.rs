@@ -204,6 +204,20 @@ impl PeerTransport for Transport {
             cursor_capable,
         })
     }
+
+    async fn perform_action(
+        &self,
+        _: &str,
+        _: &Value,
+        _: &str,
+        _: &str,
+    ) -> Result<crate::ports::PeerAnswer, PeerError> {
+        Err(PeerError::Unreachable("reads only".into()))
+    }
+
+    async fn store_event(&self, _: &str, _: &Value, _: &str) -> Result<u16, PeerError> {
+        Err(PeerError::Unreachable("reads only".into()))
+    }
 }
 
 #[derive(Default)]
