@@ -32,11 +32,22 @@ impl DpgChild {
         env: &[(String, String)],
         client: &reqwest::Client,
     ) -> anyhow::Result<DpgChild> {
+        DpgChild::start_on(binary, network_file, free_port()?, env, client).await
+    }
+
+    /// Like [`DpgChild::start`], on a loopback port chosen beforehand (so that it can go into
+    /// a network document before the instance starts).
+    pub async fn start_on(
+        binary: &Path,
+        network_file: &Path,
+        port: u16,
+        env: &[(String, String)],
+        client: &reqwest::Client,
+    ) -> anyhow::Result<DpgChild> {
         let data_dir = tempfile::Builder::new()
             .prefix("dpg-bench-")
             .tempdir()
             .context("could not create a temporary data directory")?;
-        let port = free_port()?;
         let log_path = data_dir.path().join("dpg.log");
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("could not create {}", log_path.display()))?;
@@ -128,11 +139,19 @@ impl DpgChild {
     /// The instance's cache misses so far (`dpg_cache_misses_total`, summed over labels; 0
     /// before the first miss registers the counter), or `None` when `/metrics` does not answer.
     pub async fn cache_misses(&self, client: &reqwest::Client) -> Option<u64> {
+        self.counter(client, "dpg_cache_misses_total", "").await
+    }
+
+    /// The sum of the samples of the counter `name` whose line contains `label` (e.g.
+    /// `keyspace="network-page"`; empty: every sample), 0 before the counter registers, or
+    /// `None` when `/metrics` does not answer.
+    pub async fn counter(&self, client: &reqwest::Client, name: &str, label: &str) -> Option<u64> {
         let response = client.get(self.url("/metrics")).send().await.ok()?;
         let text = response.error_for_status().ok()?.text().await.ok()?;
         let mut total = 0.0;
         for line in text.lines() {
-            if line.starts_with("dpg_cache_misses_total")
+            if line.starts_with(name)
+                && line.contains(label)
                 && let Some(value) = line.split_whitespace().last()
                 && let Ok(value) = value.parse::<f64>()
             {

@@ -1,6 +1,7 @@
 //! The in-process load generator: `concurrency` workers sharing one keep-alive client, every
 //! request's latency recorded. Any transport failure or non-2xx status is an error.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -31,6 +32,9 @@ pub struct Measured {
     pub error_samples: Vec<String>,
     /// Cache misses the instance counted during the phase, when read.
     pub cache_misses: Option<u64>,
+    /// Latencies (microseconds, sorted) of the successful answers, by the tag the phase's
+    /// inspection gave them; empty when the phase does not inspect answers.
+    pub tags: BTreeMap<String, Vec<u64>>,
 }
 
 impl Measured {
@@ -65,6 +69,7 @@ struct Tally {
     errors: u64,
     latencies_us: Vec<u64>,
     error_samples: Vec<String>,
+    tags: BTreeMap<String, Vec<u64>>,
 }
 
 /// Runs `request(client, n)` for n = 0, 1, 2 ... on `concurrency` workers until `until`.
@@ -78,7 +83,24 @@ pub async fn run<F>(
 where
     F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
 {
+    run_inspected(client, concurrency, until, request, |_| Ok(None)).await
+}
+
+/// Like [`run`], and every successful answer's body goes through `inspect`: `Ok(Some(tag))`
+/// files its latency under `tag` (see [`Measured::tags`]), `Err(reason)` makes it an error.
+pub async fn run_inspected<F, I>(
+    client: &reqwest::Client,
+    concurrency: usize,
+    until: Until,
+    request: F,
+    inspect: I,
+) -> anyhow::Result<Measured>
+where
+    F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+    I: Fn(&[u8]) -> Result<Option<String>, String> + Send + Sync + 'static,
+{
     let request = Arc::new(request);
+    let inspect = Arc::new(inspect);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
@@ -86,6 +108,7 @@ where
             tokio::spawn(worker(
                 client.clone(),
                 Arc::clone(&request),
+                Arc::clone(&inspect),
                 Arc::clone(&next),
                 until,
                 started,
@@ -105,21 +128,29 @@ where
                 measured.error_samples.push(sample);
             }
         }
+        for (tag, latencies) in tally.tags {
+            measured.tags.entry(tag).or_default().extend(latencies);
+        }
     }
     measured.elapsed = started.elapsed();
     measured.latencies_us.sort_unstable();
+    for latencies in measured.tags.values_mut() {
+        latencies.sort_unstable();
+    }
     Ok(measured)
 }
 
-async fn worker<F>(
+async fn worker<F, I>(
     client: reqwest::Client,
     request: Arc<F>,
+    inspect: Arc<I>,
     next: Arc<AtomicU64>,
     until: Until,
     started: Instant,
 ) -> Tally
 where
     F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+    I: Fn(&[u8]) -> Result<Option<String>, String> + Send + Sync + 'static,
 {
     let mut tally = Tally::default();
     loop {
@@ -133,21 +164,25 @@ where
         }
         let sent = Instant::now();
         let outcome = send(request(&client, n)).await;
-        tally
-            .latencies_us
-            .push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+        let latency_us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tally.latencies_us.push(latency_us);
         tally.requests += 1;
-        if let Err(failure) = outcome {
-            tally.errors += 1;
-            if tally.error_samples.len() < ERROR_SAMPLES {
-                tally.error_samples.push(failure);
+        match outcome.and_then(|body| inspect(&body)) {
+            Ok(Some(tag)) => tally.tags.entry(tag).or_default().push(latency_us),
+            Ok(None) => {}
+            Err(failure) => {
+                tally.errors += 1;
+                if tally.error_samples.len() < ERROR_SAMPLES {
+                    tally.error_samples.push(failure);
+                }
             }
         }
     }
 }
 
-/// Sends one request and reads the whole body (so that the connection is reused).
-async fn send(request: reqwest::RequestBuilder) -> Result<(), String> {
+/// Sends one request and reads the whole body (so that the connection is reused); returns
+/// the body of a 2xx answer.
+async fn send(request: reqwest::RequestBuilder) -> Result<bytes::Bytes, String> {
     let response = request
         .send()
         .await
@@ -158,7 +193,7 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(), String> {
         .await
         .map_err(|error| format!("HTTP {status}, body not read: {error}"))?;
     if status.is_success() {
-        Ok(())
+        Ok(body)
     } else {
         let text = String::from_utf8_lossy(&body);
         let start: String = text

@@ -12,7 +12,7 @@ use super::child::DpgChild;
 use super::load::{self, Measured, Until};
 
 /// Users the created items are spread over (`x-dev-user-id: u<k>`).
-const USERS: u64 = 10;
+pub const USERS: u64 = 10;
 /// Distinct `item_state.city` values (`City<n % 50>`).
 const CITIES: u64 = 50;
 /// Offsets the cold fetch cycles through (each user has `--items / 500` items per city).
@@ -265,7 +265,7 @@ fn string_field(value: &Value, field: &str) -> anyhow::Result<String> {
 }
 
 /// The n-th created item: a profile_1.0 student in city `n % 50`.
-fn create_body(n: u64) -> Value {
+pub fn create_body(n: u64) -> Value {
     json!({
         "item_network": "yellow_dot",
         "item_domain": "student",

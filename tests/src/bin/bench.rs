@@ -7,6 +7,10 @@ mod child;
 mod db;
 #[path = "../bench/load.rs"]
 mod load;
+#[path = "../bench/network.rs"]
+mod network;
+#[path = "../bench/network_report.rs"]
+mod network_report;
 #[path = "../bench/pgbench.rs"]
 mod pgbench;
 #[path = "../bench/phases.rs"]
@@ -58,7 +62,38 @@ a primary-key SELECT on a scratch database.
 
 Prints a markdown table (requests/s, p50, p99, errors per measurement) and the project's
 goals. Failed requests are reported, never hidden; the command fails only when something
-could not run (dpg or pgbench missing, an instance that does not start, PostgreSQL down).";
+could not run (dpg or pgbench missing, an instance that does not start, PostgreSQL down).
+
+Network-read mode (--network; neither PostgreSQL nor pgbench is used):
+  cargo run --release -p dpg-tests --bin bench -- --network \
+    [--items-per-instance 10000] [--concurrency 64] [--seconds 10]
+starts 3 dpg children (embedded storage, own data directories, RUST_LOG=warn) on free
+loopback ports, all reading ONE network document generated from examples/dev.network.json
+that lists the 3 for `student`; each has API_DOMAIN=http://127.0.0.1:<port>,
+SERVED_DOMAINS=yellow_dot/student, NETWORK_FETCH_BUDGET_PER_MINUTE=1000000000 (not
+throttled) and NETWORK_CACHE_MAX_TTL_SECONDS=1000000000 (so every request can carry its own
+cache_ttl_seconds, which is part of the page's cache key); the peer deadline and breaker
+keep their defaults (PEER_TIMEOUT_MS=2000, PEER_BREAKER_FAILURES=5,
+PEER_BREAKER_OPEN_SECONDS=10). Instance 3 sits behind an in-process fault proxy (its
+API_DOMAIN and document URL are the proxy's). --items-per-instance profile_1.0 students are
+created on EACH instance through POST /api/v1/item/create, interleaved across instances.
+Then, against instance 1 as aggregator, at --concurrency for --seconds each:
+  - POST /api/v1/network/item/fetch_local limit 20 offset 0 on each instance directly
+    (distinct bodies): every instance's own local page;
+  - GET /api/v1/network/item/fetch?item_network=yellow_dot&item_domain=student&limit=20,
+    cache hit (one query), cache miss (distinct cache_ttl_seconds; the peers' counts stay
+    cached) and cache miss with distinct item_state[name] filters (counts miss too), with
+    the aggregator's network-page cache misses read from /metrics;
+  - 20 cursor walks of 100 pages (limit 20, by meta.next_cursor), one after the other, each
+    walk its own cache_ttl_seconds: latency of page 1 and page 100; page 100 by
+    offset=1980, 20 times, for comparison;
+  - instance 3 black-holed (the proxy accepts and never answers): cache misses tagged by
+    instance 3's status in meta.peers (`timeout`: it was called and waited for, before the
+    breaker opens; `circuit_open`: skipped, after), partial-page fraction; once with
+    distinct cache_ttl_seconds, then (breaker closed again) with distinct name filters.
+Then 10 children, --items-per-instance-x10 items each (default: the same total as the
+three), and the cache miss (distinct cache_ttl_seconds) again, for 3 versus 10 instances.
+Prints the same kind of markdown table and the project's network-read goals.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendChoice {
@@ -67,15 +102,19 @@ enum BackendChoice {
     Both,
 }
 
+/// `--concurrency` unless given: the default run, and the network-read mode.
+const DEFAULT_CONCURRENCY: u64 = 32;
+const DEFAULT_NETWORK_CONCURRENCY: u64 = 64;
+
 #[derive(Debug, Parser)]
 #[command(name = "bench", about = ABOUT, long_about = LONG_ABOUT)]
 struct Args {
     /// Items to create (spread over 10 users).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     items: u64,
-    /// Concurrent keep-alive workers (and pgbench clients).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    concurrency: u64,
+    /// Concurrent keep-alive workers (and pgbench clients) [default: 32; 64 with --network].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    concurrency: Option<u64>,
     /// Duration of every timed phase (baseline, cold fetch, warm fetch, each pgbench run).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
@@ -91,6 +130,18 @@ struct Args {
     /// The dpg binary (default: `dpg` next to this binary, else <repo>/target/release/dpg).
     #[arg(long)]
     dpg: Option<PathBuf>,
+    /// Network-read mode: networks of 3 and 10 embedded instances instead of the default run
+    /// (see below).
+    #[arg(long, conflicts_with_all = ["items", "backend", "postgres_url", "redis_url"])]
+    network: bool,
+    /// With --network: items created on EACH instance of the network of 3.
+    #[arg(long, default_value_t = 10_000, requires = "network",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    items_per_instance: u64,
+    /// With --network: items created on each instance of the network of 10 [default: the
+    /// same total as the network of 3].
+    #[arg(long, requires = "network", value_parser = clap::value_parser!(u64).range(1..))]
+    items_per_instance_x10: Option<u64>,
 }
 
 #[tokio::main]
@@ -107,13 +158,17 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     dpg_tests::support::instance::install_crypto_provider();
+    if args.network {
+        return run_network(args).await;
+    }
     let command: Vec<String> = std::env::args().collect();
+    let concurrency = args.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
     println!("# dpg benchmark\n");
     println!("- command: `{}`", command.join(" "));
     println!(
         "- settings: --items {} --concurrency {} --seconds {} --backend {}",
         args.items,
-        args.concurrency,
+        concurrency,
         args.seconds,
         args.backend
             .to_possible_value()
@@ -131,7 +186,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("pgbench was not found (/usr/bin/pgbench or PATH); install postgresql-client")?;
     println!("- pgbench: {}\n", pgbench.display());
 
-    let concurrency = usize::try_from(args.concurrency)?;
+    let concurrency = usize::try_from(concurrency)?;
     let settings = Settings {
         items: args.items,
         concurrency,
@@ -204,6 +259,129 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("{} part(s) of the benchmark could not run", failures.len());
     }
     Ok(())
+}
+
+/// `--network`: the network-read benchmark on 3, then 10 instances.
+async fn run_network(args: Args) -> anyhow::Result<()> {
+    let command: Vec<String> = std::env::args().collect();
+    let concurrency = args.concurrency.unwrap_or(DEFAULT_NETWORK_CONCURRENCY);
+    let x10_items = args
+        .items_per_instance_x10
+        .unwrap_or_else(|| (args.items_per_instance * 3).div_ceil(10));
+    println!("# dpg network-read benchmark\n");
+    println!("- command: `{}`", command.join(" "));
+    println!(
+        "- settings: --network --items-per-instance {} --items-per-instance-x10 {x10_items} \
+         --concurrency {concurrency} --seconds {}",
+        args.items_per_instance, args.seconds
+    );
+    println!("- machine: {}", report::machine());
+    if cfg!(debug_assertions) {
+        println!("- WARNING: this is a debug build of the load generator; use --release");
+    }
+    let dpg = dpg_binary(args.dpg.as_deref())?;
+    println!("- dpg binary: {}", dpg.display());
+    println!(
+        "- instances: embedded storage, own temporary data directories, RUST_LOG=warn, \
+         SERVED_DOMAINS=yellow_dot/student, NETWORK_FETCH_BUDGET_PER_MINUTE={}, \
+         NETWORK_CACHE_MAX_TTL_SECONDS={}, defaults PEER_TIMEOUT_MS={}, \
+         PEER_BREAKER_FAILURES={}, PEER_BREAKER_OPEN_SECONDS={}; one document from \
+         examples/dev.network.json listing every instance for `student`; instance 1 is the \
+         aggregator; instance 3 of the network of 3 is behind a fault proxy",
+        network::FETCH_BUDGET_PER_MINUTE,
+        network::MAX_CACHE_TTL_SECONDS,
+        network::PEER_TIMEOUT_MS,
+        network::PEER_BREAKER_FAILURES,
+        network::PEER_BREAKER_OPEN_SECONDS
+    );
+    println!("- load generator: this process, {concurrency} keep-alive connections");
+    println!(
+        "- /proc/loadavg at the start: {} (other processes on this machine share its CPUs)\n",
+        load_average()
+    );
+
+    let dev_network = repo_root()?.join("examples/dev.network.json");
+    let concurrency = usize::try_from(concurrency)?;
+    let settings = network::NetworkSettings {
+        items_per_instance: args.items_per_instance,
+        x10_items_per_instance: x10_items,
+        concurrency,
+        seconds: args.seconds,
+    };
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(concurrency)
+        .tcp_nodelay(true)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("could not build the HTTP client")?;
+
+    let mut failures: Vec<String> = Vec::new();
+    let mut reports = Vec::new();
+    let mut three = network::NetworkReport {
+        name: "network x3".to_string(),
+        instances: 3,
+        items_per_instance: settings.items_per_instance,
+        ..network::NetworkReport::default()
+    };
+    if let Err(error) =
+        network::measure_three(&dpg, &dev_network, &client, settings, &mut three).await
+    {
+        failures.push(format!("network x3: {error:#}"));
+    }
+    reports.push(three);
+    let mut ten = network::NetworkReport {
+        name: "network x10".to_string(),
+        instances: 10,
+        items_per_instance: settings.x10_items_per_instance,
+        ..network::NetworkReport::default()
+    };
+    if let Err(error) = network::measure_ten(&dpg, &dev_network, &client, settings, &mut ten).await
+    {
+        failures.push(format!("network x10: {error:#}"));
+    }
+    reports.push(ten);
+
+    println!("## Measurements\n");
+    println!("{}", network_report::measurement_table(&reports));
+    let notes: Vec<&String> = reports.iter().flat_map(|r| &r.notes).collect();
+    if !notes.is_empty() {
+        for note in notes {
+            println!("- {note}");
+        }
+        println!();
+    }
+    println!("## Goals\n");
+    println!("{}", network_report::goals_table(&reports, concurrency));
+    println!("/proc/loadavg at the end: {}\n", load_average());
+    let errors = network_report::errors_section(&reports);
+    if errors.is_empty() {
+        println!("No request failed.");
+    } else {
+        println!("## ERRORS (non-2xx, failed or malformed answers)\n\n{errors}");
+        eprintln!("SOME REQUESTS FAILED: see the ERRORS section of the report");
+    }
+    if !failures.is_empty() {
+        println!("\n## Could not run\n");
+        for failure in &failures {
+            println!("- {failure}");
+        }
+        bail!("{} part(s) of the benchmark could not run", failures.len());
+    }
+    Ok(())
+}
+
+/// The first three fields of `/proc/loadavg` (1, 5 and 15 minutes).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// What one instance of a backend measures.
