@@ -32,6 +32,9 @@ enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Exit 0 when this instance (API_PORT on loopback) answers /health/ready with 200,
+    /// else 1: the container health check.
+    Healthcheck,
     /// Manage administrators.
     Admin {
         #[command(subcommand)]
@@ -69,6 +72,20 @@ fn main() -> ExitCode {
                 }
                 Err(err) => {
                     eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Healthcheck) => {
+            // Only the port matters here: a probe must not fail on unrelated settings.
+            let port = std::env::var("API_PORT")
+                .ok()
+                .and_then(|raw| raw.trim().parse().ok())
+                .unwrap_or(dpg_app::config::DEFAULT_PORT);
+            return match dpg_app::healthcheck::probe(port) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(reason) => {
+                    eprintln!("unhealthy: {reason}");
                     ExitCode::FAILURE
                 }
             };
