@@ -157,7 +157,7 @@ impl MicroReport {
 /// Labels of the in-process measurements (also how the goals find them).
 pub const DIGEST: &str = "Content-Digest (SHA-256 of the body)";
 pub const SIGN: &str = "sign (PeerSigner::headers)";
-pub const VERIFY: &str = "verify a read (PeerTrustService::authenticate)";
+pub const VERIFY: &str = "verify a read (PeerTrustService::authenticate + authorize)";
 pub const VERIFY_SIGNATURE: &str = "… of which the signature alone (verify_request)";
 pub const VERIFY_WRITE: &str = "verify a write (authenticate, nonce spent)";
 
@@ -238,15 +238,20 @@ pub async fn measure_micro(dev_network: &Path) -> anyhow::Result<MicroReport> {
         });
     }
 
-    // The receiver's whole check of a read: authority, key, time window, digest, signature.
+    // The receiver's whole check of a read: authority, key, time window, digest, signature,
+    // then (once the body named the network) the mode and the signer's membership.
     let mut verify_ns = Vec::with_capacity(MICRO_ITERATIONS);
     for (n, request) in requests.iter().enumerate() {
         let started = Instant::now();
-        let caller = receiver
+        let checked = match receiver
             .authenticate(&received(request, &host, bytes), false)
-            .await;
+            .await
+        {
+            Ok(caller) => receiver.authorize(&caller, NETWORK).map(|()| caller),
+            Err(error) => Err(error),
+        };
         let elapsed = started.elapsed();
-        match caller {
+        match checked {
             Ok(PeerCaller::Signed { .. }) => {}
             Ok(PeerCaller::Unsigned) => bail!("a signed request was taken for an unsigned one"),
             Err(error) => bail!("a genuine signature was refused: {error}"),
@@ -333,7 +338,7 @@ pub async fn measure_micro(dev_network: &Path) -> anyhow::Result<MicroReport> {
                 VERIFY,
                 "what a fetch_local receiver does: rebuild the authority from its base URL, \
                  parse, find the key in the catalog, time window, covered components, digest, \
-                 Ed25519 verification",
+                 Ed25519 verification; then peer_auth mode and network membership",
                 verify_ns,
             ),
             MicroMeasurement::new(

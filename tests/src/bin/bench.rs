@@ -105,7 +105,8 @@ First in this process, one thread, 20,000 timed iterations each after 1,000 unti
 fetch_local request of instance 1 to instance 2 of a generated 3-instance signed network
 (page 2 of a filtered read: item_state filter and peer cursor in the JSON body) with
 PeerSigner::headers, then verify every one as instance 2's PeerTrustService::authenticate
-does (a read; again as a write, which spends the nonce in the in-process cache), the
+and authorize do (a read; again as a write, which spends the nonce in the in-process cache
+and is not authorized here), the
 RFC 9421 verify_request alone, and the body's Content-Digest alone: p50, p99, mean in us.
 Then end to end, four rounds one after the other: 3 dpg children set up as in --network
 (no fault proxy), --items-per-instance 2000 each, in a document with peer_auth: off and no
