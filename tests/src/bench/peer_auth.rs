@@ -633,3 +633,51 @@ async fn post(
     let answer = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Ok((status, answer))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(requests: u64) -> Measured {
+        Measured {
+            requests,
+            ..Measured::default()
+        }
+    }
+
+    #[test]
+    fn a_signed_round_must_have_signed_and_an_unsigned_one_not() {
+        for (trust, signed, unsigned, requests, ok) in [
+            (Trust::Required, 200, 0, 100, true),
+            (Trust::Required, 0, 200, 100, false),
+            (Trust::Required, 199, 1, 100, false),
+            (Trust::Required, 0, 0, 100, false),
+            (Trust::Off, 0, 200, 100, true),
+            (Trust::Off, 1, 199, 100, false),
+            (Trust::Off, 0, 0, 100, false),
+            (Trust::Off, 0, 0, 0, true),
+        ] {
+            assert_eq!(
+                check_signed_counts(trust, signed, unsigned, &answered(requests)).is_ok(),
+                ok,
+                "{trust:?} {signed} signed {unsigned} unsigned {requests} requests"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_per_request_needs_requests() {
+        let used = CpuUse {
+            micros: 3_000,
+            requests: 2,
+        };
+        assert_eq!(used.per_request_us(), Some(1_500.0));
+        assert_eq!(CpuUse::default().per_request_us(), None);
+    }
+
+    #[test]
+    fn this_process_has_a_cpu_time() {
+        let spent = cpu_micros(std::process::id()).expect("/proc/<pid>/stat is readable");
+        assert_eq!(spent % (1_000_000 / USER_HZ), 0);
+    }
+}
