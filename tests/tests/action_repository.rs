@@ -14,6 +14,7 @@ use dpg_core::model::{
 use dpg_core::ports::{ActionRepository, Created, IdempotencyKey, NewAction, Outbox, StatusChange};
 use dpg_tests::support::postgres::TestDatabase;
 use serde_json::json;
+use tokio::sync::Barrier;
 use uuid::Uuid;
 
 const TARGET: &str = "http://tutor.example.org";
@@ -302,11 +303,16 @@ mod suite {
     }
 
     pub async fn concurrent_creates_with_one_key_store_one_action(b: &Backend) {
+        let start = Arc::new(Barrier::new(8));
         let tasks: Vec<_> = (0..8)
             .map(|_| {
                 let repo = Arc::clone(&b.actions);
+                let start = Arc::clone(&start);
                 let new = new_action(&action("asha", "ravi", at(0)), Some(key("k", at(60_000))));
-                tokio::spawn(async move { repo.create(&new).await })
+                tokio::spawn(async move {
+                    start.wait().await;
+                    repo.create(&new).await
+                })
             })
             .collect();
         let mut created = Vec::new();
@@ -340,11 +346,16 @@ mod suite {
         let stored = action("asha", "ravi", at(0));
         create_new(&*b.actions, &new_action(&stored, None)).await;
 
+        let start = Arc::new(Barrier::new(20));
         let tasks: Vec<_> = (1..=20)
             .map(|n| {
                 let repo = Arc::clone(&b.actions);
+                let start = Arc::clone(&start);
                 let change = status_change(&stored, &format!("s{n}"), at(n * 10));
-                tokio::spawn(async move { repo.update_status(&change).await })
+                tokio::spawn(async move {
+                    start.wait().await;
+                    repo.update_status(&change).await
+                })
             })
             .collect();
         let mut counts = Vec::new();
@@ -770,23 +781,30 @@ mod suite {
     pub async fn two_claimers_never_get_the_same_entry(b: &Backend) {
         let entries = pending_entries(b, 40).await;
         let other = Arc::new(b.second_outbox().await);
-        let claimer = |outbox: Arc<dyn Outbox>| async move {
-            let mut mine = Vec::new();
-            loop {
-                let claimed = outbox
-                    .claim_due(at(100_000), 3, at(400_000))
-                    .await
-                    .expect("claim");
-                if claimed.is_empty() {
-                    return mine;
+        let start = Arc::new(Barrier::new(2));
+        let claimer = |outbox: Arc<dyn Outbox>| {
+            let start = Arc::clone(&start);
+            async move {
+                start.wait().await;
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = outbox
+                        .claim_due(at(100_000), 3, at(400_000))
+                        .await
+                        .expect("claim");
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed.into_iter().map(|e| e.id));
+                    tokio::task::yield_now().await;
                 }
-                mine.extend(claimed.into_iter().map(|e| e.id));
-                tokio::task::yield_now().await;
             }
         };
         let first = tokio::spawn(claimer(b.outbox.clone()));
         let second = tokio::spawn(claimer(other));
         let (first, second) = (first.await.expect("task"), second.await.expect("task"));
+        // Which claimer wins how many depends on scheduling: shown, not asserted.
+        eprintln!("claims split {} / {}", first.len(), second.len());
         let mut all: Vec<Uuid> = first.iter().chain(second.iter()).copied().collect();
         let distinct: HashSet<Uuid> = all.iter().copied().collect();
         assert_eq!(distinct.len(), all.len(), "an entry was claimed twice");
