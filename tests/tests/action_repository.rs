@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use dpg_adapters::sql::{SqlActionRepository, SqlOutbox};
+use dpg_adapters::sql::{SqlActionRepository, SqlDatabase, SqlOutbox};
+use dpg_core::error::CoreError;
 use dpg_core::model::{
     ActionEvent, ActionQuery, ActionRecord, ItemRef, OutboxEntry, OutboxState, OwnershipRole,
 };
@@ -24,6 +25,7 @@ const SOURCE: &str = "http://student.example.org";
 struct Backend {
     actions: Arc<SqlActionRepository>,
     outbox: Arc<SqlOutbox>,
+    db: SqlDatabase,
     database: TestDatabase,
 }
 
@@ -40,6 +42,7 @@ async fn backend(database: TestDatabase) -> Backend {
     Backend {
         actions: Arc::new(SqlActionRepository::new(&db)),
         outbox: Arc::new(SqlOutbox::new(&db)),
+        db,
         database,
     }
 }
@@ -1137,3 +1140,126 @@ contract_tests!(
     a_failing_destination_is_deferred_and_woken,
     time_values_survive_the_round_trip_at_millisecond_precision,
 );
+
+/// Failures reach the caller as the port's error variants, without SQL, and a failed write
+/// leaves nothing behind.
+mod failures {
+    use super::*;
+
+    async fn closed_database_is_unavailable(b: Backend) {
+        let stored = action("asha", "ravi", at(0));
+        b.db.close().await;
+        let unavailable = Err(CoreError::storage_unavailable());
+        assert_eq!(
+            b.actions.create(&new_action(&stored, None)).await,
+            unavailable.clone().map(|()| Created::New(stored.clone()))
+        );
+        assert_eq!(
+            b.actions
+                .update_status(&status_change(&stored, "accepted", at(1)))
+                .await,
+            unavailable.clone().map(|()| None)
+        );
+        assert_eq!(
+            b.actions
+                .fetch_actions(&query("asha", OwnershipRole::All))
+                .await
+                .map(|page| page.total),
+            unavailable.clone().map(|()| 0)
+        );
+        assert_eq!(
+            b.outbox.claim_due(at(0), 10, at(1)).await,
+            unavailable.clone().map(|()| Vec::new())
+        );
+        assert_eq!(
+            b.outbox.counts(at(0)).await.map(|c| c.pending),
+            unavailable.map(|()| 0)
+        );
+    }
+
+    fn assert_internal_without_sql(err: CoreError) {
+        let CoreError::Internal(message) = &err else {
+            panic!("expected an internal error, got {err:?}");
+        };
+        for sql_word in ["INSERT", "SELECT", "UPDATE", "relation", "no such table"] {
+            assert!(!message.contains(sql_word), "{message}");
+        }
+    }
+
+    /// Without an outbox table the create fails as a whole: no action and no event remain.
+    async fn a_failed_write_stores_nothing(b: Backend) {
+        b.database
+            .execute("DROP TABLE outbox")
+            .await
+            .expect("drop the outbox");
+        let stored = action("asha", "ravi", at(0));
+        let err = b
+            .actions
+            .create(&new_action(&stored, Some(key("k", at(60_000)))))
+            .await
+            .expect_err("the outbox is gone");
+        assert_internal_without_sql(err);
+        assert_eq!(b.actions.find(stored.action_id).await.expect("find"), None);
+        assert!(
+            b.actions
+                .events_of(stored.action_id)
+                .await
+                .expect("events")
+                .is_empty()
+        );
+
+        // The key was not kept either: without an outbox entry the same key creates.
+        let again = action("asha", "ravi", at(1));
+        let new = NewAction {
+            outbox: None,
+            ..new_action(&again, Some(key("k", at(60_000))))
+        };
+        create_new(&*b.actions, &new).await;
+
+        let err = b
+            .actions
+            .update_status(&status_change(&again, "accepted", at(2)))
+            .await
+            .expect_err("the outbox is gone");
+        assert_internal_without_sql(err);
+        let found = b
+            .actions
+            .find(again.action_id)
+            .await
+            .expect("find")
+            .expect("exists");
+        assert_eq!(
+            (found.action_status.as_str(), found.update_count),
+            ("created", 0)
+        );
+        assert_eq!(
+            b.actions
+                .events_of(again.action_id)
+                .await
+                .expect("events")
+                .len(),
+            1
+        );
+        assert_internal_without_sql(b.outbox.list_undelivered(10).await.expect_err("gone"));
+    }
+
+    #[tokio::test]
+    async fn sqlite_closed_database_is_unavailable() {
+        closed_database_is_unavailable(sqlite_backend().await).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_closed_database_is_unavailable() {
+        closed_database_is_unavailable(postgres_backend().await).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_a_failed_write_stores_nothing() {
+        a_failed_write_stores_nothing(sqlite_backend().await).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_a_failed_write_stores_nothing() {
+        a_failed_write_stores_nothing(postgres_backend().await).await;
+    }
+}
