@@ -589,6 +589,44 @@ mod suite {
         assert_eq!(found.requirements_snapshot, copy.requirements_snapshot);
     }
 
+    /// The target's answer and its first event race on the source: whichever commits last,
+    /// the copy ends at the event.
+    pub async fn a_copy_recorded_while_its_event_arrives_ends_at_the_event(b: &Backend) {
+        for round in 0..10 {
+            let copy = action("asha", "ravi", at(round));
+            let first = event(&copy, "accepted", 1, at(round + 1));
+            let start = Arc::new(Barrier::new(2));
+            let record = {
+                let (repo, start, copy) =
+                    (Arc::clone(&b.actions), Arc::clone(&start), copy.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    repo.record_initiated(&copy).await
+                })
+            };
+            let store = {
+                let (repo, start) = (Arc::clone(&b.actions), Arc::clone(&start));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    repo.store_event(&first).await
+                })
+            };
+            record.await.expect("task").expect("record");
+            assert!(store.await.expect("task").expect("store").is_some());
+            let found = b
+                .actions
+                .find(copy.action_id)
+                .await
+                .expect("find")
+                .expect("copy");
+            assert_eq!(
+                (found.action_status.as_str(), found.update_count),
+                ("accepted", 1),
+                "round {round}"
+            );
+        }
+    }
+
     pub async fn fetch_actions_filters_by_owner_role_and_fields_in_order(b: &Backend) {
         // a1, a2: asha initiated; a3: asha received; a4: asha on both sides.
         let mut a1 = action("asha", "ravi", at(0));
@@ -1131,6 +1169,7 @@ contract_tests!(
     a_status_update_keeps_remarks_when_none_are_given,
     store_event_ignores_duplicates_and_moves_the_copy_only_forward,
     events_without_a_copy_are_stored_and_a_late_copy_starts_from_them,
+    a_copy_recorded_while_its_event_arrives_ends_at_the_event,
     fetch_actions_filters_by_owner_role_and_fields_in_order,
     fetch_events_filters_by_owner_role_and_count_in_order,
     prune_removes_only_expired_idempotency_keys,

@@ -9,7 +9,7 @@ use dpg_core::ports::{ActionRepository, Created, IdempotencyKey, NewAction, Stat
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -219,6 +219,32 @@ async fn advance_copy(txn: &DatabaseTransaction, event: &ActionEvent) -> Result<
         .map_err(|e| storage_error("advance action copy", &e))
 }
 
+/// Serialises, per action, the transactions that reconcile a stored copy with received
+/// events ([`ActionRepository::store_event`], [`ActionRepository::record_initiated`]): under
+/// READ COMMITTED each could miss the other's uncommitted row and leave the copy behind.
+/// SQLite needs nothing: `BEGIN IMMEDIATE` already runs one writer at a time.
+async fn lock_action(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    action_id: Uuid,
+) -> Result<(), CoreError> {
+    if backend != DbBackend::Postgres {
+        return Ok(());
+    }
+    let (high, _) = action_id.as_u64_pair();
+    // Any 64 bits of a random id make a good lock key; a rare collision only serialises two
+    // unrelated actions for a moment.
+    let key = high.cast_signed();
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "SELECT pg_advisory_xact_lock($1)",
+        [key.into()],
+    ))
+    .await
+    .map(drop)
+    .map_err(|e| storage_error("lock action", &e))
+}
+
 /// The event with the highest count stored for an action, if any.
 async fn latest_event(
     txn: &DatabaseTransaction,
@@ -257,6 +283,7 @@ impl ActionRepository for SqlActionRepository {
         let txn = begin_write(&self.conn)
             .await
             .map_err(|e| storage_error(op, &e))?;
+        lock_action(&txn, self.backend, action.action_id).await?;
         let inserted = action::Entity::insert(action::active_model(action))
             .on_conflict(
                 OnConflict::column(action::Column::ActionId)
@@ -327,6 +354,7 @@ impl ActionRepository for SqlActionRepository {
         let txn = begin_write(&self.conn)
             .await
             .map_err(|e| storage_error(op, &e))?;
+        lock_action(&txn, self.backend, event.action_id).await?;
         let inserted = action_event::Entity::insert(action_event::active_model(event))
             .on_conflict(
                 OnConflict::columns([

@@ -93,3 +93,21 @@ pub fn active_model(entry: &OutboxEntry) -> ActiveModel {
 pub fn into_entries(rows: Vec<Model>) -> Result<Vec<OutboxEntry>, CoreError> {
     rows.into_iter().map(Model::into_entry).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_as_written() {
+        for state in [
+            OutboxState::Pending,
+            OutboxState::Delivered,
+            OutboxState::Dead,
+        ] {
+            assert_eq!(parse_state(state.as_str()), Some(state));
+        }
+        assert_eq!(parse_state("Pending"), None);
+        assert_eq!(parse_state(""), None);
+    }
+}
