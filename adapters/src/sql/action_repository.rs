@@ -27,6 +27,9 @@ const CREATE_ATTEMPTS: usize = 3;
 
 /// Actions and events in the `actions`, `action_events`, `action_idempotency_keys` and
 /// `outbox` tables of PostgreSQL or SQLite.
+///
+/// A create's "now" is its action's `created_at` (the service's clock): an idempotency key
+/// with `expires_at <= created_at` is free for the new action.
 #[derive(Clone)]
 pub struct SqlActionRepository {
     conn: DatabaseConnection,

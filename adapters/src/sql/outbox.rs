@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use dpg_core::error::CoreError;
 use dpg_core::model::{OutboxCounts, OutboxEntry, OutboxState};
 use dpg_core::ports::Outbox;
-use sea_orm::sea_query::{Expr, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
     FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
@@ -41,8 +41,10 @@ impl SqlOutbox {
         }
     }
 
+    /// `state = 'pending'` as a literal, not a bound value: PostgreSQL's generic plans of a
+    /// prepared statement use the partial `outbox_due_idx` only when they can see the value.
     fn pending() -> Condition {
-        Condition::all().add(Column::State.eq(OutboxState::Pending.as_str()))
+        Condition::all().add(Expr::col((Entity, Column::State)).eq(Expr::cust("'pending'")))
     }
 
     /// Pending and due at `now`, and not leased by another claimer.
