@@ -147,6 +147,11 @@ enum Expect {
     Refused(u16, &'static str),
     /// 200 with an empty page: the caller sees nothing that is not theirs.
     EmptyPage,
+    /// 200 `null`: Better Auth's answer to a session lookup without a valid session.
+    NoSession,
+    /// This success status for a request that must change nothing (e.g. signing out a
+    /// session that does not exist).
+    Harmless(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +177,15 @@ fn empty_page(owasp: Owasp, name: impl Into<String>, req: Req) -> Case {
         owasp,
         req,
         expect: Expect::EmptyPage,
+    }
+}
+
+fn no_session(owasp: Owasp, name: impl Into<String>, req: Req) -> Case {
+    Case {
+        name: name.into(),
+        owasp,
+        req,
+        expect: Expect::NoSession,
     }
 }
 
@@ -297,12 +311,26 @@ fn assert_answer(context: &str, answer: &Answer, expect: &Expect, private: &[&st
                 "{context}: {}",
                 answer.text
             );
-            assert_eq!(
-                answer.body["items"],
-                json!([]),
+            let lists: Vec<&Value> = answer
+                .body
+                .as_object()
+                .map(|o| o.values().filter(|v| v.is_array()).collect())
+                .unwrap_or_default();
+            assert!(
+                !lists.is_empty()
+                    && lists
+                        .iter()
+                        .all(|l| l.as_array().is_some_and(Vec::is_empty)),
                 "{context}: {}",
                 answer.text
             );
+        }
+        Expect::Harmless(status) => {
+            assert_eq!(answer.status, *status, "{context}: {}", answer.text);
+        }
+        Expect::NoSession => {
+            assert_eq!(answer.status, 200, "{context}: {}", answer.text);
+            assert_eq!(answer.body, Value::Null, "{context}: {}", answer.text);
         }
     }
 }
@@ -913,6 +941,9 @@ fn account_cases(a: &Accounts, trap: &Trap) -> Vec<Case> {
         case(Authentication, "forged session cookie", Req::delete(&item, &Who::Cookie("forged".into())), 401, "UNAUTHORIZED"),
         case(Authentication, "forged signed cookie value", Req::delete(&item, &Who::Cookie(format!("{}x.signature", &a.alice[..a.alice.len() - 1]))), 401, "UNAUTHORIZED"),
         case(Authentication, "a 6 KB bearer token", Req::get(FETCH, &Who::Bearer("t".repeat(6000))), 401, "UNAUTHORIZED"),
+        no_session(Authentication, "session lookup with a forged bearer", Req::get("/api/auth/get-session", &Who::Bearer("A".repeat(a.alice.len())))),
+        no_session(Authentication, "session lookup with a forged cookie", Req::get("/api/auth/get-session", &Who::Cookie("forged.signature".into()))),
+        Case { name: "sign-out of a forged session ends nothing".into(), owasp: Authentication, req: Req::new(Method::POST, "/api/auth/sign-out", &Who::Bearer("A".repeat(a.alice.len()))), expect: Expect::Harmless(200) },
         case(Authentication, "sign-in with a wrong password", Req::post("/api/auth/sign-in/email", &nobody, json!({"email": "alice@example.org", "password": "wrong password"})), 401, "INVALID_EMAIL_OR_PASSWORD"),
         case(Authentication, "sign-in of an unknown account answers alike", Req::post("/api/auth/sign-in/email", &nobody, json!({"email": "nobody@example.org", "password": "wrong password"})), 401, "INVALID_EMAIL_OR_PASSWORD"),
         case(Authentication, "sign-in with SQL as the e-mail", Req::post("/api/auth/sign-in/email", &nobody, json!({"email": "' OR 1=1 --", "password": "x' OR '1'='1"})), 401, "INVALID_EMAIL_OR_PASSWORD"),
@@ -992,6 +1023,10 @@ fn account_cases(a: &Accounts, trap: &Trap) -> Vec<Case> {
         case(Misconfiguration, "origin that extends an allowed one", Req::get("/", &nobody).header("origin", "https://ui.example.org.evil.com"), 403, "CORS_ORIGIN_NOT_ALLOWED"),
         case(Misconfiguration, "the null origin", Req::get("/", &nobody).header("origin", "null"), 403, "CORS_ORIGIN_NOT_ALLOWED"),
         case(Misconfiguration, "preflight from a foreign origin", Req::new(Method::OPTIONS, CREATE, &nobody).header("origin", "https://evil.example.com").header("access-control-request-method", "POST"), 403, "CORS_ORIGIN_NOT_ALLOWED"),
+        case(Misconfiguration, "POST on the health route", Req::post("/", &nobody, json!({})), 404, "Not Found"),
+        case(Misconfiguration, "DELETE on the published keys", Req::delete("/.well-known/dpg/keys", &nobody), 404, "Not Found"),
+        case(Misconfiguration, "POST on the readiness probe", Req::post("/health/ready", &nobody, json!({})), 404, "Not Found"),
+        case(Misconfiguration, "DELETE on the schema list", Req::delete("/api/v1/network/schemas", &alice), 404, "Not Found"),
         case(Misconfiguration, "unknown route", Req::get("/api/v1/nothing-here", &alice), 404, "Not Found"),
         case(Misconfiguration, "encoded path traversal", Req::get("/api/v1/%2e%2e/%2e%2e/etc/passwd", &nobody), 404, "Not Found"),
         case(Misconfiguration, "traversal in a schema path", Req::get("/api/v1/network/schema/yellow_dot/student/..%2F..%2F..%2Fetc%2Fpasswd", &nobody), 404, "ITEM_TYPE_NOT_FOUND"),

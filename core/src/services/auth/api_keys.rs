@@ -3,7 +3,7 @@
 use super::credentials::{check_name, hash_secret};
 use super::{AuthService, require_session};
 use crate::error::{CoreError, ErrorCode};
-use crate::model::{ApiKey, AuthMethod, Caller, ClientInfo};
+use crate::model::{ApiKey, Caller, ClientInfo};
 
 /// Random characters after the prefix.
 pub(super) const KEY_RANDOM_CHARS: usize = 64;
