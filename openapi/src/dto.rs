@@ -76,7 +76,10 @@ pub struct ItemOut {
     pub item_instance_url: String,
     pub item_schema_url: String,
     pub item_state: Value,
+    /// Null when the item has no coordinates.
+    #[oai(nullable)]
     pub item_latitude: Option<f64>,
+    #[oai(nullable)]
     pub item_longitude: Option<f64>,
     pub created_by: String,
     /// ISO 8601, UTC, milliseconds.
