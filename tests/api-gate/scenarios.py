@@ -33,8 +33,9 @@ findings = []
 steps = 0
 
 
-def call(operation_id, expected, path=None, query=None, body=None, headers=None):
-    """Sends one request and checks its answer; returns the decoded body (or None)."""
+def call(operation_id, expected, path=None, query=None, body=None, headers=None, raw=None):
+    """Sends one request and checks its answer; returns the decoded body (or None).
+    `raw=(content_type, bytes)` sends that body as is instead of `body`."""
     global steps
     steps += 1
     operation = schema.find_operation_by_id(operation_id)
@@ -45,7 +46,12 @@ def call(operation_id, expected, path=None, query=None, body=None, headers=None)
     case = operation.Case(
         path_parameters=path or {}, query=query or {}, headers=headers or {}, **kwargs
     )
-    response = case.call(base_url=base_url)
+    if raw is None:
+        response = case.call(base_url=base_url)
+    else:
+        url = base_url + case.formatted_path
+        sent = {**(headers or {}), "Content-Type": raw[0]}
+        response = requests.request(operation.method.upper(), url, data=raw[1], headers=sent, timeout=10)
     label = f"{operation.method.upper()} {operation.path} ({operation_id})"
     if response.status_code != expected:
         findings.append(f"{label}: expected {expected}, got {response.status_code}: {response.text[:300]}")
@@ -137,6 +143,18 @@ call("fetchLocalItems", 200, body={"item_network": "yellow_dot", "item_domain": 
 
 # The development identity may reload the documents.
 call("refetchSchemas", 200)
+
+# Bodies refused before any handler runs, on every operation that takes one: a media type
+# other than JSON (415) and a body over the 1 MiB limit (413).
+too_large = b'"' + b"a" * (1024 * 1024) + b'"'
+for operation in schema.get_all_operations():
+    operation = operation.ok()
+    if not operation.body:
+        continue
+    operation_id = operation.definition.raw["operationId"]
+    path = {name: str(uuid.uuid4()) for name in ["itemId"] if "{" + name + "}" in operation.path}
+    call(operation_id, 415, path=path, headers=api_key, raw=("text/plain", b"x"))
+    call(operation_id, 413, path=path, headers=api_key, raw=("application/json", too_large))
 
 if findings:
     print(f"{len(findings)} of {steps} scenario steps broke the document:", file=sys.stderr)

@@ -20,6 +20,7 @@ use super::ApiTags;
 use crate::auth::{AccountCaller, SECURE_SESSION_COOKIE, SESSION_COOKIE, client_info, credentials};
 use crate::body::JsonBody;
 use crate::dto::wire_time;
+use crate::error::ErrorBody;
 use crate::state::{ApiState, CookieSettings};
 
 pub struct AccountApi;
@@ -45,6 +46,13 @@ pub enum AuthError {
     /// No such key.
     #[oai(status = 404)]
     NotFound(Json<AuthErrorBody>),
+    /// The request body is larger than the limit (refused before the handler, in the
+    /// framework shape).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<Box<ErrorBody>>),
+    /// The request body is not JSON (refused before the handler, in the framework shape).
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<Box<ErrorBody>>),
     /// The account already exists.
     #[oai(status = 422)]
     Unprocessable(Json<AuthErrorBody>),
