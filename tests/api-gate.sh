@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # API quality gate: the committed OpenAPI document must be a valid OpenAPI document, and a
-# live embedded instance must answer schemathesis-generated requests (valid and invalid)
-# without server errors and only as the document says (status codes, content types,
-# response headers and bodies). Any finding fails the gate.
+# live embedded instance must answer as the document says (status codes, content types,
+# response headers and bodies) and without server errors: first the successful paths and
+# the refused bodies of tests/api-gate/scenarios.py, then schemathesis-generated requests,
+# valid and invalid, to every operation. Any finding fails the gate.
 #
 # Python tools come from PyPI, pinned, into a virtual environment under the cargo target
 # directory (reused while the pins match). Knobs: API_GATE_MAX_EXAMPLES (per operation and
@@ -23,6 +24,9 @@ VENV="$TARGET_DIR/api-gate-venv"
 started=$(date +%s)
 
 say() { printf '[api-gate] %s\n' "$*"; }
+# `lap NAME`: NAME := seconds since the previous lap, for the summary.
+lap_mark=$started
+lap() { local now; now=$(date +%s); printf -v "$1" '%s' $(( now - lap_mark )); lap_mark=$now; }
 
 # --- Python tools -------------------------------------------------------------------------
 pins_present() {
@@ -46,12 +50,15 @@ else
 fi
 
 # --- The document -------------------------------------------------------------------------
+lap t_tools
 say "validating openapi/openapi.json"
 "$VENV/bin/openapi-spec-validator" openapi/openapi.json
 
 # --- A live embedded instance -------------------------------------------------------------
+lap t_validate
 say "building dpg"
 cargo build -p dpg-app --locked --quiet
+lap t_build
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dpg-api-gate.XXXXXX")
 # Run a copy, so a concurrent build in the same target directory cannot swap the binary.
 cp "$TARGET_DIR/debug/dpg" "$WORK/dpg"
@@ -81,7 +88,7 @@ json.dump(doc, open(sys.argv[2], "w"))
 EOF
 
 mkdir -p "$WORK/data"
-say "starting dpg on $BASE (log: kept only on failure)"
+say "starting dpg on $BASE"
 (
   cd "$WORK"
   exec env -u DATABASE_URL -u POSTGRES_URL -u POSTGRES_HOST -u POSTGRES_PORT -u DATABASE_PORT \
@@ -124,6 +131,7 @@ if ! API_KEY=$(cd "$WORK" && "$VENV/bin/python" "$ROOT/tests/api-gate/scenarios.
   exit 1
 fi
 API_KEY=$(printf '%s\n' "$API_KEY" | tail -n 1)
+lap t_scenarios
 
 say "schemathesis: $MAX_EXAMPLES examples per operation and phase, seed $SEED"
 status=0
@@ -143,6 +151,7 @@ status=0
   --no-color) \
   || status=$?
 
+lap t_fuzz
 elapsed=$(( $(date +%s) - started ))
 if [ "$status" -ne 0 ]; then
   say "FAILED after ${elapsed}s: schemathesis reported findings (exit $status); the instance's errors:" >&2
@@ -154,4 +163,4 @@ if grep -q '"level":"ERROR"' "$WORK/dpg.log"; then
   grep '"level":"ERROR"' "$WORK/dpg.log" | tail -n 20 >&2
   exit 1
 fi
-say "ok in ${elapsed}s: document valid; no server errors and no responses outside the document"
+say "ok in ${elapsed}s (tools ${t_tools}s, build ${t_build}s, start and scenarios ${t_scenarios}s, schemathesis ${t_fuzz}s): document valid; no server errors and no responses outside the document"
