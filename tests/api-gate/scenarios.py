@@ -6,6 +6,7 @@ behind, so the fuzzing run meets real data; prints the API key on the last line.
 Usage: scenarios.py OPENAPI_JSON BASE_URL
 """
 
+import re
 import sys
 import uuid
 
@@ -47,7 +48,7 @@ def call(operation_id, expected, path=None, query=None, body=None, headers=None,
         path_parameters=path or {}, query=query or {}, headers=headers or {}, **kwargs
     )
     if raw is None:
-        response = case.call(base_url=base_url)
+        response = case.call(base_url=base_url, timeout=10)
     else:
         url = base_url + case.formatted_path
         sent = {**(headers or {}), "Content-Type": raw[0]}
@@ -152,7 +153,7 @@ for operation in schema.get_all_operations():
     if not operation.body:
         continue
     operation_id = operation.definition.raw["operationId"]
-    path = {name: str(uuid.uuid4()) for name in ["itemId"] if "{" + name + "}" in operation.path}
+    path = {name: str(uuid.uuid4()) for name in re.findall(r"{(\w+)}", operation.path)}
     call(operation_id, 415, path=path, headers=api_key, raw=("text/plain", b"x"))
     call(operation_id, 413, path=path, headers=api_key, raw=("application/json", too_large))
 
