@@ -60,8 +60,6 @@ say "building dpg"
 cargo build -p dpg-app --locked --quiet
 lap t_build
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dpg-api-gate.XXXXXX")
-# Run a copy, so a concurrent build in the same target directory cannot swap the binary.
-cp "$TARGET_DIR/debug/dpg" "$WORK/dpg"
 
 SERVER_PID=""
 cleanup() {
@@ -74,6 +72,16 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Run a copy, so a concurrent build in the same target directory cannot swap the binary.
+cp "$TARGET_DIR/debug/dpg" "$WORK/dpg"
+# The instance under test must serve the committed document (else the run would check one
+# thing and report on another: a stale build, or a document not regenerated).
+if ! "$WORK/dpg" openapi 2>/dev/null | cmp -s - openapi/openapi.json; then
+  say "the built dpg does not generate openapi/openapi.json: regenerate it with" >&2
+  say "  UPDATE_OPENAPI=1 cargo test -p dpg-openapi committed_document" >&2
+  exit 1
+fi
 
 PORT=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 BASE="http://127.0.0.1:$PORT"
