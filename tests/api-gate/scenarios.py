@@ -13,6 +13,7 @@ import uuid
 import requests
 import schemathesis
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -58,7 +59,7 @@ def call(operation_id, expected, path=None, query=None, body=None, headers=None,
         findings.append(f"{label}: expected {expected}, got {response.status_code}: {response.text[:300]}")
     try:
         case.validate_response(response, checks=CHECKS)
-    except (Exception, BaseExceptionGroup) as failure:  # one group listing every failed check
+    except (Exception, FailureGroup) as failure:  # one group listing every failed check
         findings.append(f"{label} -> {response.status_code}: {failure}")
     try:
         return response.json()
