@@ -5,15 +5,14 @@
 # the refused bodies of tests/api-gate/scenarios.py, then schemathesis-generated requests,
 # valid and invalid, to every operation. Any finding fails the gate.
 #
-# Python tools come from PyPI, pinned, into a virtual environment under the cargo target
-# directory (reused while the pins match). Knobs: API_GATE_MAX_EXAMPLES (per operation and
-# phase), API_GATE_SEED, API_GATE_WORKERS.
+# Python tools come from PyPI, pinned in tests/api-gate/requirements.txt, into a virtual
+# environment under the cargo target directory (reused while the pins are unchanged).
+# Knobs: API_GATE_MAX_EXAMPLES (per operation and phase), API_GATE_SEED, API_GATE_WORKERS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-SCHEMATHESIS_VERSION=4.32.5
-SPEC_VALIDATOR_VERSION=0.9.0
+REQUIREMENTS=tests/api-gate/requirements.txt
 MAX_EXAMPLES=${API_GATE_MAX_EXAMPLES:-100}
 SEED=${API_GATE_SEED:-20261128}
 WORKERS=${API_GATE_WORKERS:-2}
@@ -29,24 +28,17 @@ lap_mark=$started
 lap() { local now; now=$(date +%s); printf -v "$1" '%s' $(( now - lap_mark )); lap_mark=$now; }
 
 # --- Python tools -------------------------------------------------------------------------
-pins_present() {
-  [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - "$SCHEMATHESIS_VERSION" "$SPEC_VALIDATOR_VERSION" <<'EOF'
-import sys
-from importlib.metadata import version, PackageNotFoundError
-try:
-    ok = version("schemathesis") == sys.argv[1] and version("openapi-spec-validator") == sys.argv[2]
-except PackageNotFoundError:
-    ok = False
-sys.exit(0 if ok else 1)
-EOF
-}
-if pins_present; then
-  say "schemathesis $SCHEMATHESIS_VERSION and openapi-spec-validator $SPEC_VALIDATOR_VERSION already in $VENV"
+# The venv keeps a copy of the requirements it was installed from.
+STAMP="$VENV/api-gate-requirements.txt"
+pins=$(grep -E '^(schemathesis|openapi-spec-validator)==' "$REQUIREMENTS" | tr '\n' ' ')
+if [ -x "$VENV/bin/python" ] && cmp -s "$REQUIREMENTS" "$STAMP"; then
+  say "pinned tools already in $VENV: $pins"
 else
-  say "installing schemathesis $SCHEMATHESIS_VERSION and openapi-spec-validator $SPEC_VALIDATOR_VERSION into $VENV"
+  say "installing pinned tools into $VENV: $pins"
+  rm -f "$STAMP"
   python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$SPEC_VALIDATOR_VERSION"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  cp "$REQUIREMENTS" "$STAMP"
 fi
 
 # --- The document -------------------------------------------------------------------------
