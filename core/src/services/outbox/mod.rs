@@ -1,0 +1,107 @@
+//! Delivery of the transactional outbox: events stored here reach the source instance's
+//! `POST /api/v1/event/store`, at least once, with backoff, per-peer limits and dead letters.
+//! The receiver is idempotent, so a duplicate (after a crash between send and mark) is
+//! harmless.
+
+mod destinations;
+mod dispatcher;
+pub mod policy;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::channel::mpsc;
+
+pub use dispatcher::{DrainReport, OutboxDeps, OutboxDispatcher, OutboxStats};
+pub use policy::{OutboxSettings, Verdict, classify};
+
+use crate::error::CoreError;
+use crate::model::{OutboxCounts, OutboxEntry};
+use crate::ports::{Clock, Outbox};
+
+/// Told when a peer proved it is up (a valid signed request from it), so that deliveries
+/// waiting for it go at once. Kept as a trait so the HTTP layer does not know the
+/// dispatcher.
+pub trait PeerContacts: Send + Sync {
+    /// `instance_url`: the peer's base URL as the Network Schema lists it.
+    fn peer_contacted(&self, instance_url: &str);
+}
+
+/// Wakes the dispatcher when an outbox row was written, so it is sent without waiting for
+/// the next poll.
+#[derive(Debug, Clone)]
+pub struct OutboxNotifier {
+    sender: Option<mpsc::Sender<()>>,
+}
+
+impl OutboxNotifier {
+    pub(crate) fn new(sender: mpsc::Sender<()>) -> Self {
+        OutboxNotifier {
+            sender: Some(sender),
+        }
+    }
+
+    /// A notifier that wakes nobody (no dispatcher in this process: the poll of another
+    /// replica finds the row).
+    pub fn detached() -> Self {
+        OutboxNotifier { sender: None }
+    }
+
+    pub fn notify(&self) {
+        if let Some(sender) = &self.sender {
+            // Full means a wake-up is already pending, which covers this row too.
+            let _ = sender.clone().try_send(());
+        }
+    }
+}
+
+/// Operators' view of the outbox: counts, undelivered entries, redrive of dead letters.
+pub struct OutboxAdmin {
+    outbox: Arc<dyn Outbox>,
+    clock: Arc<dyn Clock>,
+    notifier: OutboxNotifier,
+}
+
+/// Counts and the newest undelivered entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxOverview {
+    pub counts: OutboxCounts,
+    pub undelivered: Vec<OutboxEntry>,
+    pub at: DateTime<Utc>,
+}
+
+impl OutboxAdmin {
+    pub fn new(outbox: Arc<dyn Outbox>, clock: Arc<dyn Clock>, notifier: OutboxNotifier) -> Self {
+        OutboxAdmin {
+            outbox,
+            clock,
+            notifier,
+        }
+    }
+
+    pub async fn overview(&self, limit: u32) -> Result<OutboxOverview, CoreError> {
+        let now = self.clock.now();
+        let (counts, undelivered) = futures::try_join!(
+            self.outbox.counts(now),
+            self.outbox.list_undelivered(limit)
+        )?;
+        Ok(OutboxOverview {
+            counts,
+            undelivered,
+            at: now,
+        })
+    }
+
+    /// Dead entries (all, or those for one destination) back to pending, due now; returns
+    /// how many.
+    pub async fn redrive(&self, destination: Option<String>) -> Result<u64, CoreError> {
+        let redriven = self.outbox.redrive(destination, self.clock.now()).await?;
+        if redriven > 0 {
+            self.notifier.notify();
+        }
+        Ok(redriven)
+    }
+}
