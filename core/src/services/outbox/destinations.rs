@@ -78,7 +78,11 @@ impl Destinations {
     }
 
     /// Decides about a freshly claimed entry; `Hold` keeps it (with its claim time).
-    pub fn admit(&mut self, entry: OutboxEntry, now: DateTime<Utc>) -> (Admit, Option<OutboxEntry>) {
+    pub fn admit(
+        &mut self,
+        entry: OutboxEntry,
+        now: DateTime<Utc>,
+    ) -> (Admit, Option<OutboxEntry>) {
         let per = self.per_destination;
         let state = self.state(&entry.destination);
         let admit = decide(state, per, now);
@@ -261,7 +265,9 @@ mod tests {
     use uuid::Uuid;
 
     fn at(secs: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000 + secs, 0).single().expect("time")
+        Utc.timestamp_opt(1_700_000_000 + secs, 0)
+            .single()
+            .expect("time")
     }
 
     fn entry(n: u128, destination: &str) -> OutboxEntry {
@@ -336,7 +342,10 @@ mod tests {
         d.finished(A, false, Some(Duration::from_secs(60)), at(0));
         assert_eq!(
             d.contacted(A, at(1), Duration::from_secs(5)),
-            vec!["http://a.example.org".to_string(), "http://a.example.org/".to_string()]
+            vec![
+                "http://a.example.org".to_string(),
+                "http://a.example.org/".to_string()
+            ]
         );
         assert!(!d.is_failing(A));
         assert!(d.contacted(A, at(2), Duration::from_secs(5)).is_empty());

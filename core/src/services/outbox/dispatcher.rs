@@ -80,7 +80,9 @@ pub struct OutboxDispatcher {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves consistent data behind.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn age(entry: &OutboxEntry, now: DateTime<Utc>) -> Duration {
@@ -129,7 +131,7 @@ impl OutboxDispatcher {
 
     /// Runs until `shutdown` resolves, then stops claiming, gives back claimed entries not
     /// yet sent and waits (at most `drain_timeout`) for deliveries in flight. Runs once per
-    /// dispatcher; a second call returns at once.
+    /// dispatcher at a time; a concurrent second call returns at once.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> DrainReport {
         let Some(mut notified) = lock(&self.notified).take() else {
             tracing::warn!("the outbox dispatcher is already running");
@@ -164,16 +166,20 @@ impl OutboxDispatcher {
                 () = self.deps.timer.sleep(wait).fuse() => {},
             }
         }
-        self.drain(in_flight).await
+        let report = self.drain(in_flight).await;
+        // A later run (a restart in the same process) listens again.
+        *lock(&self.notified) = Some(notified);
+        report
     }
 
-    async fn drain(&self, mut in_flight: FuturesUnordered<impl Future<Output = ()>>) -> DrainReport {
+    async fn drain(
+        &self,
+        mut in_flight: FuturesUnordered<impl Future<Output = ()>>,
+    ) -> DrainReport {
         let held = lock(&self.destinations).take_held(None);
         let released = held.len();
         self.release(&held, self.deps.clock.now()).await;
-        let finish = async {
-            while in_flight.next().await.is_some() {}
-        };
+        let finish = async { while in_flight.next().await.is_some() {} };
         futures::select_biased! {
             () = finish.fuse() => {},
             () = self.deps.timer.sleep(self.settings.drain_timeout).fuse() => {},
@@ -227,7 +233,9 @@ impl OutboxDispatcher {
             let (admit, entry) = lock(&self.destinations).admit(entry, now);
             match (admit, entry) {
                 (Admit::Start { probe }, Some(entry)) => started.push((entry, probe)),
-                (Admit::Defer(until), Some(entry)) => deferred.entry(until).or_default().push(entry),
+                (Admit::Defer(until), Some(entry)) => {
+                    deferred.entry(until).or_default().push(entry)
+                }
                 _ => {}
             }
         }
@@ -404,11 +412,8 @@ impl OutboxDispatcher {
 impl PeerContacts for OutboxDispatcher {
     fn peer_contacted(&self, instance_url: &str) {
         let now = self.deps.clock.now();
-        let spellings = lock(&self.destinations).contacted(
-            instance_url,
-            now,
-            self.settings.wake_min_interval,
-        );
+        let spellings =
+            lock(&self.destinations).contacted(instance_url, now, self.settings.wake_min_interval);
         if spellings.is_empty() {
             return;
         }

@@ -84,10 +84,8 @@ impl OutboxAdmin {
 
     pub async fn overview(&self, limit: u32) -> Result<OutboxOverview, CoreError> {
         let now = self.clock.now();
-        let (counts, undelivered) = futures::try_join!(
-            self.outbox.counts(now),
-            self.outbox.list_undelivered(limit)
-        )?;
+        let (counts, undelivered) =
+            futures::try_join!(self.outbox.counts(now), self.outbox.list_undelivered(limit))?;
         Ok(OutboxOverview {
             counts,
             undelivered,

@@ -75,8 +75,13 @@ pub enum Verdict {
     Delivered,
     /// Try again later. `peer_down`: the peer itself looks unavailable (its other entries
     /// wait for a probe), as opposed to a problem with this entry only.
-    Retry { reason: String, peer_down: bool },
-    Dead { reason: String },
+    Retry {
+        reason: String,
+        peer_down: bool,
+    },
+    Dead {
+        reason: String,
+    },
 }
 
 impl Verdict {
@@ -103,9 +108,12 @@ pub fn classify(
         Ok(status) if (200..300).contains(status) || *status == 409 => Verdict::Delivered,
         Ok(status @ (408 | 429)) => retry(format!("status {status}"), true),
         Ok(status) if *status >= 500 => retry(format!("status {status}"), true),
-        Ok(status @ (401 | 403)) => {
-            within(age, settings.auth_grace, *status, "keys may still be propagating")
-        }
+        Ok(status @ (401 | 403)) => within(
+            age,
+            settings.auth_grace,
+            *status,
+            "keys may still be propagating",
+        ),
         Ok(404) => within(
             age,
             settings.not_found_grace,
@@ -207,7 +215,11 @@ mod tests {
             (Ok(302), young, "dead"),
         ];
         for (answer, age, expected) in cases {
-            assert_eq!(verdict(answer.clone(), age), expected, "{answer:?} at {age:?}");
+            assert_eq!(
+                verdict(answer.clone(), age),
+                expected,
+                "{answer:?} at {age:?}"
+            );
         }
     }
 
@@ -234,7 +246,9 @@ mod tests {
     #[test]
     fn reasons_carry_no_peer_detail() {
         let s = OutboxSettings::default();
-        let answer = Err(PeerError::Unreachable("secret-host.internal: refused".into()));
+        let answer = Err(PeerError::Unreachable(
+            "secret-host.internal: refused".into(),
+        ));
         let Verdict::Retry { reason, .. } = classify(&answer, MIN, &s) else {
             panic!("retry expected");
         };
@@ -248,7 +262,10 @@ mod tests {
         assert_eq!(backoff_ceiling(3, MIN, &s), Duration::from_secs(8));
         assert_eq!(backoff_ceiling(20, MIN, &s), Duration::from_secs(60));
         assert_eq!(backoff_ceiling(20, 2 * HOUR, &s), Duration::from_secs(900));
-        assert_eq!(backoff_ceiling(u32::MAX, 2 * HOUR, &s), Duration::from_secs(900));
+        assert_eq!(
+            backoff_ceiling(u32::MAX, 2 * HOUR, &s),
+            Duration::from_secs(900)
+        );
     }
 
     struct Fixed(u64);
