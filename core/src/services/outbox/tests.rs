@@ -339,6 +339,8 @@ enum Script1 {
     Apply(Result<u16, PeerError>),
 }
 
+type Call = (String, Value, DateTime<Utc>, bool);
+
 struct Peer {
     clock: Arc<ManualClock>,
     script: Script,
@@ -347,7 +349,7 @@ struct Peer {
     in_flight: Mutex<HashMap<String, usize>>,
     max_in_flight: Mutex<HashMap<String, usize>>,
     /// (destination, body, started at, whether another call to it was in flight).
-    calls: Mutex<Vec<(String, Value, DateTime<Utc>, bool)>>,
+    calls: Mutex<Vec<Call>>,
     /// (destination, action_id, update_count) -> times applied.
     applied: Mutex<HashMap<(String, String, u64), u32>>,
     /// Calls that reached the receiver, duplicates included.
