@@ -63,6 +63,7 @@ pub struct OutboxAdmin {
     outbox: Arc<dyn Outbox>,
     clock: Arc<dyn Clock>,
     notifier: OutboxNotifier,
+    dispatcher: Option<Arc<OutboxDispatcher>>,
 }
 
 /// Counts and the newest undelivered entries.
@@ -79,7 +80,24 @@ impl OutboxAdmin {
             outbox,
             clock,
             notifier,
+            dispatcher: None,
         }
+    }
+
+    /// Readiness reads the counts this dispatcher keeps fresh instead of counting rows on
+    /// every probe.
+    pub fn with_dispatcher(mut self, dispatcher: Arc<OutboxDispatcher>) -> Self {
+        self.notifier = dispatcher.notifier();
+        self.dispatcher = Some(dispatcher);
+        self
+    }
+
+    /// Current totals: the dispatcher's last read when there is one, else read now.
+    pub async fn counts(&self) -> Result<OutboxCounts, CoreError> {
+        if let Some(counts) = self.dispatcher.as_ref().and_then(|d| d.stats().counts) {
+            return Ok(counts);
+        }
+        self.outbox.counts(self.clock.now()).await
     }
 
     pub async fn overview(&self, limit: u32) -> Result<OutboxOverview, CoreError> {
