@@ -228,6 +228,16 @@ impl Destinations {
         spellings.into_iter().collect()
     }
 
+    /// Deliveries abandoned at shutdown no longer hold slots (their leases will run out).
+    pub fn forget_in_flight(&mut self) {
+        for state in self.states.values_mut() {
+            state.in_flight = 0;
+            if let Some(failing) = state.failing.as_mut() {
+                failing.probe_in_flight = false;
+            }
+        }
+    }
+
     pub fn in_flight(&self) -> usize {
         self.states.values().map(|s| s.in_flight).sum()
     }

@@ -185,6 +185,8 @@ impl OutboxDispatcher {
             () = self.deps.timer.sleep(self.settings.drain_timeout).fuse() => {},
         }
         let abandoned = in_flight.len();
+        drop(in_flight);
+        lock(&self.destinations).forget_in_flight();
         if abandoned > 0 {
             tracing::warn!(
                 abandoned,

@@ -345,7 +345,7 @@ struct Peer {
     clock: Arc<ManualClock>,
     script: Script,
     /// Yields while "on the wire", so attempts overlap.
-    yields: usize,
+    yields: std::sync::atomic::AtomicUsize,
     in_flight: Mutex<HashMap<String, usize>>,
     max_in_flight: Mutex<HashMap<String, usize>>,
     /// (destination, body, started at, whether another call to it was in flight).
@@ -361,7 +361,7 @@ impl Peer {
         Peer {
             clock,
             script,
-            yields: 3,
+            yields: 3.into(),
             in_flight: Mutex::default(),
             max_in_flight: Mutex::default(),
             calls: Mutex::default(),
@@ -442,7 +442,8 @@ impl PeerTransport for Peer {
             self.clock.now(),
             overlapping,
         ));
-        for _ in 0..self.yields {
+        let yields = self.yields.load(Ordering::SeqCst);
+        for _ in 0..yields {
             tokio::task::yield_now().await;
         }
         let answer = match (self.script)(peer_url, body) {
@@ -455,7 +456,7 @@ impl PeerTransport for Peer {
                 answer
             }
         };
-        for _ in 0..self.yields {
+        for _ in 0..yields {
             tokio::task::yield_now().await;
         }
         *lock(&self.in_flight)
@@ -827,8 +828,8 @@ async fn a_poison_entry_is_dead_lettered_once_while_others_flow_and_redrive_retr
 
 #[tokio::test]
 async fn shutdown_releases_unstarted_claims_and_finishes_deliveries_in_flight() {
-    let mut world = World::new(fine());
-    Arc::get_mut(&mut world.peer).expect("peer").yields = 20;
+    let world = World::new(fine());
+    world.peer.yields.store(20, Ordering::SeqCst);
     for n in 0..6 {
         world.outbox.add(entry(n, A, start()));
     }
@@ -858,6 +859,41 @@ async fn shutdown_releases_unstarted_claims_and_finishes_deliveries_in_flight() 
             .filter(|r| r.entry.state == OutboxState::Pending)
             .all(|r| r.leased_until.is_none() && r.entry.next_attempt_at <= world.clock.now())
     );
+}
+
+#[tokio::test]
+async fn deliveries_abandoned_at_shutdown_are_sent_again_after_their_lease() {
+    let world = World::new(fine());
+    // Slower than the drain bound.
+    world.peer.yields.store(10_000, Ordering::SeqCst);
+    for n in 0..4 {
+        world.outbox.add(entry(n, A, start()));
+    }
+    let dispatcher = world.dispatcher(
+        OutboxSettings {
+            concurrency_per_destination: 2,
+            ..settings()
+        },
+        Arc::new(Longest),
+    );
+    let report = world
+        .run_until(&dispatcher, Duration::from_secs(60), |w| {
+            !w.peer.calls_to(A).is_empty()
+        })
+        .await;
+    assert_eq!(
+        report,
+        DrainReport {
+            released: 2,
+            abandoned: 2
+        }
+    );
+    assert_eq!(dispatcher.stats().in_flight, 0, "no slot stays taken");
+    world.peer.yields.store(3, Ordering::SeqCst);
+    world
+        .run_until(&dispatcher, Duration::from_secs(120), World::all_finished)
+        .await;
+    assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 4);
 }
 
 #[tokio::test]
