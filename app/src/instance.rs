@@ -16,7 +16,7 @@ use dpg_adapters::metered_cache::MeteredCache;
 use dpg_adapters::peer_http::{HttpPeerTransport, PeerHttpConfig};
 use dpg_adapters::redis::RedisCache;
 use dpg_adapters::sql::{
-    PoolSettings, SqlApiKeyRepository, SqlDatabase, SqlItemRepository, SqlSchemaStore,
+    PoolSettings, SqlApiKeyRepository, SqlDatabase, SqlItemRepository, SqlOutbox, SqlSchemaStore,
     SqlSessionRepository, SqlUserRepository,
 };
 use dpg_adapters::system::{SystemClock, SystemRandom, TokioTimer, UuidV7Generator};
@@ -434,10 +434,10 @@ pub fn accounts_service(
     )
 }
 
-/// The event outbox on this instance's database. `None` until the SQL outbox adapter is
-/// wired here; without it no dispatcher runs and the admin routes answer 503.
-pub fn outbox_store(_database: &SqlDatabase) -> Option<Arc<dyn Outbox>> {
-    None
+/// The event outbox on this instance's database (an `Option` so that an instance without
+/// one runs no dispatcher and its admin routes answer 503).
+pub fn outbox_store(database: &SqlDatabase) -> Option<Arc<dyn Outbox>> {
+    Some(Arc::new(SqlOutbox::new(database)))
 }
 
 /// Outbox gauges and attempt counters for `/metrics` (read at scrape time).
