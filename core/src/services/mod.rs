@@ -19,7 +19,8 @@ pub use network_fetch::{
     Paging,
 };
 pub use outbox::{
-    OutboxAdmin, OutboxDeps, OutboxDispatcher, OutboxNotifier, OutboxSettings, PeerContacts,
+    NotifyingActions, OutboxAdmin, OutboxDeps, OutboxDispatcher, OutboxNotifier, OutboxSettings,
+    PeerContacts,
 };
 pub use peer_items::{PeerItemsService, PeerPageRequest};
 pub use peer_trust::{PeerCaller, PeerSigner, PeerTrustService, ReceivedRequest};

@@ -5,6 +5,7 @@
 
 mod destinations;
 mod dispatcher;
+mod notify;
 pub mod policy;
 
 #[cfg(test)]
@@ -16,6 +17,7 @@ use chrono::{DateTime, Utc};
 use futures::channel::mpsc;
 
 pub use dispatcher::{DrainReport, OutboxDeps, OutboxDispatcher, OutboxStats};
+pub use notify::NotifyingActions;
 pub use policy::{OutboxSettings, Verdict, classify};
 
 use crate::error::CoreError;
