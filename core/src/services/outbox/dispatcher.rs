@@ -279,12 +279,14 @@ impl OutboxDispatcher {
         let probe_delay = peer_unavailable(&answer).then(|| self.probe_delay(&entry, now));
         let change = lock(&self.destinations).finished(&entry.destination, probe, probe_delay, now);
         let next_probe_at = match &change {
-            Change::Failing { next_probe_at, .. } => Some(*next_probe_at),
+            Change::Failing { next_probe_at, .. } | Change::StillFailing { next_probe_at } => {
+                Some(*next_probe_at)
+            }
             _ => None,
         };
         self.record(&entry, &verdict, next_probe_at, now).await;
         match change {
-            Change::None => {}
+            Change::None | Change::StillFailing { .. } => {}
             Change::Recovered => {
                 tracing::info!(destination = %entry.destination, "outbox destination answers again");
                 self.wake(&entry.destination, now).await;
