@@ -224,7 +224,7 @@ impl Config {
             (Environment::Development, value) => value == Some("true"),
         };
 
-        Ok(Config {
+        let config = Config {
             database: database_config(&get, &data_dir)?,
             database_pool_size: get("DATABASE_POOL_SIZE")
                 .map(|raw| parse_or("DATABASE_POOL_SIZE", Some(raw), 0u32))
@@ -356,7 +356,17 @@ impl Config {
                 1000u64,
             )?),
             log_json: get("LOG_FORMAT").as_deref() != Some("pretty"),
-        })
+        };
+        // A lease shorter than one delivery would let another replica send the same event
+        // while the first attempt is still running.
+        if config.outbox.lease <= config.peers.call_timeout {
+            return Err(format!(
+                "OUTBOX_LEASE_SECONDS ({} s) must be longer than PEER_TIMEOUT_MS ({} ms)",
+                config.outbox.lease.as_secs(),
+                config.peers.call_timeout.as_millis()
+            ));
+        }
+        Ok(config)
     }
 
     pub fn is_development(&self) -> bool {
@@ -635,6 +645,9 @@ mod tests {
         assert_eq!(c.outbox.backoff_cap_young, Duration::from_secs(60));
         let err = config(&[("OUTBOX_HORIZON_HOURS", "soon")]).expect_err("invalid");
         assert!(err.contains("OUTBOX_HORIZON_HOURS"), "{err}");
+        let err = config(&[("OUTBOX_LEASE_SECONDS", "2"), ("PEER_TIMEOUT_MS", "5000")])
+            .expect_err("lease too short");
+        assert!(err.contains("OUTBOX_LEASE_SECONDS"), "{err}");
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub enum Change {
         next_probe_at: DateTime<Utc>,
         held: Vec<OutboxEntry>,
     },
+    /// An attempt started before the peer was known failing failed too: nothing changes,
+    /// the entry waits for the probe like the rest of the backlog.
+    StillFailing {
+        next_probe_at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -165,12 +170,8 @@ impl Destinations {
                 let next_probe_at = now + chrono_duration(delay);
                 match failing {
                     Some(failing) if !probe => {
-                        // An attempt started before the peer was known failing: the probe
-                        // schedule stands.
-                        let next_probe_at = failing.next_probe_at;
-                        return Change::Failing {
-                            next_probe_at,
-                            held: Vec::new(),
+                        return Change::StillFailing {
+                            next_probe_at: failing.next_probe_at,
                         };
                     }
                     Some(failing) => {
@@ -326,7 +327,12 @@ mod tests {
         assert!(matches!(change, Change::Failing { next_probe_at, .. } if next_probe_at == at(11)));
         // The other attempt, started before, fails too: the schedule stands.
         let change = d.finished(A, false, Some(Duration::from_secs(99)), at(2));
-        assert!(matches!(change, Change::Failing { next_probe_at, .. } if next_probe_at == at(11)));
+        assert_eq!(
+            change,
+            Change::StillFailing {
+                next_probe_at: at(11)
+            }
+        );
         assert_eq!(d.admit(entry(3, A), at(5)).0, Admit::Defer(at(11)));
         assert_eq!(d.admit(entry(4, A), at(11)).0, Admit::Start { probe: true });
         assert_eq!(d.admit(entry(5, A), at(11)).0, Admit::Hold);

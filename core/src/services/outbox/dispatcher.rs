@@ -4,19 +4,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::channel::mpsc;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use uuid::Uuid;
 
 use super::destinations::{Admit, Change, Destinations, chrono_duration};
 use super::policy::{OutboxSettings, Verdict, backoff_ceiling, classify, full_jitter};
-use super::{OutboxNotifier, PeerContacts};
+use super::{OutboxNotifier, PeerContacts, Signal};
 use crate::model::{OutboxCounts, OutboxEntry};
 use crate::ports::{Clock, Outbox, PeerError, PeerTransport, Random, Timer};
 
@@ -71,8 +70,9 @@ pub struct OutboxDispatcher {
     destinations: Mutex<Destinations>,
     /// Destinations (as stored) whose backlog to wake on the next round.
     wakes: Mutex<BTreeSet<String>>,
-    notifier: OutboxNotifier,
-    notified: Mutex<Option<mpsc::Receiver<()>>>,
+    signal: Arc<Signal>,
+    /// One `run` at a time.
+    running: AtomicBool,
     counters: Counters,
     counts: Mutex<Option<OutboxCounts>>,
     schedule: Mutex<Schedule>,
@@ -91,15 +91,13 @@ fn age(entry: &OutboxEntry, now: DateTime<Utc>) -> Duration {
 
 impl OutboxDispatcher {
     pub fn new(deps: OutboxDeps, settings: OutboxSettings) -> Self {
-        // One slot is enough: a pending wake-up covers any number of new rows.
-        let (sender, receiver) = mpsc::channel(1);
         OutboxDispatcher {
             destinations: Mutex::new(Destinations::new(settings.concurrency_per_destination)),
             deps,
             settings,
             wakes: Mutex::new(BTreeSet::new()),
-            notifier: OutboxNotifier::new(sender),
-            notified: Mutex::new(Some(receiver)),
+            signal: Arc::new(Signal::default()),
+            running: AtomicBool::new(false),
             counters: Counters::default(),
             counts: Mutex::new(None),
             schedule: Mutex::new(Schedule {
@@ -111,7 +109,7 @@ impl OutboxDispatcher {
 
     /// A handle that makes the loop look for due entries at once (after a row is written).
     pub fn notifier(&self) -> OutboxNotifier {
-        self.notifier.clone()
+        OutboxNotifier::new(self.signal.clone())
     }
 
     pub fn settings(&self) -> &OutboxSettings {
@@ -133,13 +131,13 @@ impl OutboxDispatcher {
     /// yet sent and waits (at most `drain_timeout`) for deliveries in flight. Runs once per
     /// dispatcher at a time; a concurrent second call returns at once.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> DrainReport {
-        let Some(mut notified) = lock(&self.notified).take() else {
+        if self.running.swap(true, Ordering::SeqCst) {
             tracing::warn!("the outbox dispatcher is already running");
             return DrainReport {
                 released: 0,
                 abandoned: 0,
             };
-        };
+        }
         let shutdown = shutdown.fuse();
         futures::pin_mut!(shutdown);
         let mut in_flight = FuturesUnordered::new();
@@ -162,13 +160,12 @@ impl OutboxDispatcher {
             futures::select_biased! {
                 () = shutdown => break,
                 () = in_flight.select_next_some() => {},
-                _ = notified.select_next_some() => {},
+                () = self.signal.raised().fuse() => {},
                 () = self.deps.timer.sleep(wait).fuse() => {},
             }
         }
         let report = self.drain(in_flight).await;
-        // A later run (a restart in the same process) listens again.
-        *lock(&self.notified) = Some(notified);
+        self.running.store(false, Ordering::SeqCst);
         report
     }
 
@@ -279,12 +276,14 @@ impl OutboxDispatcher {
         let probe_delay = peer_unavailable(&answer).then(|| self.probe_delay(&entry, now));
         let change = lock(&self.destinations).finished(&entry.destination, probe, probe_delay, now);
         let next_probe_at = match &change {
-            Change::Failing { next_probe_at, .. } => Some(*next_probe_at),
+            Change::Failing { next_probe_at, .. } | Change::StillFailing { next_probe_at } => {
+                Some(*next_probe_at)
+            }
             _ => None,
         };
         self.record(&entry, &verdict, next_probe_at, now).await;
         match change {
-            Change::None => {}
+            Change::None | Change::StillFailing { .. } => {}
             Change::Recovered => {
                 tracing::info!(destination = %entry.destination, "outbox destination answers again");
                 self.wake(&entry.destination, now).await;
@@ -420,7 +419,7 @@ impl PeerContacts for OutboxDispatcher {
             return;
         }
         lock(&self.wakes).extend(spellings);
-        self.notifier.notify();
+        self.signal.raise();
     }
 }
 

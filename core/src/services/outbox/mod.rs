@@ -14,7 +14,9 @@ mod tests;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures::channel::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::task::AtomicWaker;
 
 pub use dispatcher::{DrainReport, OutboxDeps, OutboxDispatcher, OutboxStats};
 pub use notify::NotifyingActions;
@@ -32,30 +34,56 @@ pub trait PeerContacts: Send + Sync {
     fn peer_contacted(&self, instance_url: &str);
 }
 
+/// A wake-up flag with one waiter: any number of raises before the waiter looks count as
+/// one (one look at the outbox covers every new row), so nothing queues up.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    raised: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Signal {
+    fn raise(&self) {
+        self.raised.store(true, Ordering::SeqCst);
+        self.waker.wake();
+    }
+
+    /// Resolves once the flag is raised (at once if it already is), and lowers it.
+    pub(crate) fn raised(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            self.waker.register(cx.waker());
+            if self.raised.swap(false, Ordering::SeqCst) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+    }
+}
+
 /// Wakes the dispatcher when an outbox row was written, so it is sent without waiting for
 /// the next poll.
 #[derive(Debug, Clone)]
 pub struct OutboxNotifier {
-    sender: Option<mpsc::Sender<()>>,
+    signal: Option<Arc<Signal>>,
 }
 
 impl OutboxNotifier {
-    pub(crate) fn new(sender: mpsc::Sender<()>) -> Self {
+    pub(crate) fn new(signal: Arc<Signal>) -> Self {
         OutboxNotifier {
-            sender: Some(sender),
+            signal: Some(signal),
         }
     }
 
     /// A notifier that wakes nobody (no dispatcher in this process: the poll of another
     /// replica finds the row).
     pub fn detached() -> Self {
-        OutboxNotifier { sender: None }
+        OutboxNotifier { signal: None }
     }
 
     pub fn notify(&self) {
-        if let Some(sender) = &self.sender {
-            // Full means a wake-up is already pending, which covers this row too.
-            let _ = sender.clone().try_send(());
+        if let Some(signal) = &self.signal {
+            signal.raise();
         }
     }
 }

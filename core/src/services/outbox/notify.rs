@@ -79,7 +79,7 @@ mod tests {
     use super::*;
     use crate::model::{ItemRef, OutboxEntry};
     use crate::ports::MockActionRepository;
-    use futures::channel::mpsc;
+    use crate::services::outbox::Signal;
 
     fn item(domain: &str) -> ItemRef {
         ItemRef {
@@ -157,13 +157,13 @@ mod tests {
         }
     }
 
-    fn woken(receiver: &mut mpsc::Receiver<()>) -> bool {
-        receiver.try_recv().is_ok()
+    fn woken(signal: &Signal) -> bool {
+        futures::FutureExt::now_or_never(signal.raised()).is_some()
     }
 
     #[tokio::test]
     async fn only_writes_that_stored_an_outbox_row_wake_the_dispatcher() {
-        let (sender, mut receiver) = mpsc::channel(4);
+        let signal = Arc::new(Signal::default());
         let mut inner = MockActionRepository::new();
         let mut replay = false;
         inner.expect_create().returning(move |new| {
@@ -177,27 +177,27 @@ mod tests {
         inner.expect_update_status().returning(|change| {
             Ok((change.action_status == "accepted").then(|| (action(), event())))
         });
-        let actions = NotifyingActions::new(Arc::new(inner), OutboxNotifier::new(sender));
+        let actions = NotifyingActions::new(Arc::new(inner), OutboxNotifier::new(signal.clone()));
 
         actions.create(&new_action(true)).await.expect("new");
-        assert!(woken(&mut receiver), "a new action with a row");
+        assert!(woken(&signal), "a new action with a row");
         actions.create(&new_action(true)).await.expect("replayed");
-        assert!(!woken(&mut receiver), "a replay stores nothing");
+        assert!(!woken(&signal), "a replay stores nothing");
         actions.create(&new_action(false)).await.expect("new");
-        assert!(!woken(&mut receiver), "same instance: no row");
+        assert!(!woken(&signal), "same instance: no row");
 
         actions.update_status(&change(true)).await.expect("updated");
-        assert!(woken(&mut receiver));
+        assert!(woken(&signal));
         actions
             .update_status(&change(false))
             .await
             .expect("updated");
-        assert!(!woken(&mut receiver));
+        assert!(!woken(&signal));
         let missing = StatusChange {
             action_status: "gone".into(),
             ..change(true)
         };
         assert_eq!(actions.update_status(&missing).await.expect("none"), None);
-        assert!(!woken(&mut receiver), "no such action");
+        assert!(!woken(&signal), "no such action");
     }
 }
