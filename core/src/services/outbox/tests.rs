@@ -119,6 +119,8 @@ struct MemoryOutbox {
     /// Percentage of `mark_delivered` calls that fail (a crash right after the send).
     mark_failures: u64,
     random: Option<Seeded>,
+    /// Claims that fail before the storage "comes back".
+    claim_outage: std::sync::atomic::AtomicU32,
 }
 
 impl MemoryOutbox {
@@ -163,6 +165,13 @@ impl Outbox for MemoryOutbox {
         limit: u32,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<OutboxEntry>, CoreError> {
+        if self
+            .claim_outage
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(CoreError::storage_unavailable());
+        }
         let mut rows = lock(&self.rows);
         let mut due: Vec<&mut Row> = rows
             .iter_mut()
@@ -894,6 +903,63 @@ async fn deliveries_abandoned_at_shutdown_are_sent_again_after_their_lease() {
         .run_until(&dispatcher, Duration::from_secs(120), World::all_finished)
         .await;
     assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 4);
+}
+
+#[tokio::test]
+async fn a_storage_outage_delays_deliveries_without_stopping_the_loop() {
+    let world = World::with_outbox(
+        MemoryOutbox {
+            claim_outage: 5.into(),
+            ..MemoryOutbox::default()
+        },
+        fine(),
+    );
+    for n in 0..3 {
+        world.outbox.add(entry(n, A, start()));
+    }
+    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
+    world
+        .run_until(&dispatcher, Duration::from_secs(60), World::all_finished)
+        .await;
+    assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 3);
+    assert!(
+        world.elapsed() >= Duration::from_secs(5),
+        "one poll per failed claim"
+    );
+}
+
+#[tokio::test]
+async fn refused_keys_are_retried_per_entry_without_failing_the_peer() {
+    // The receiver does not know this instance's key yet (401), for one entry only.
+    let world = World::new(Box::new(|_, body| {
+        if body["update_count"] == 0 {
+            Script1::Refuse(Ok(401))
+        } else {
+            Script1::Apply(Ok(201))
+        }
+    }));
+    for n in 0..6 {
+        world.outbox.add(entry(n, A, start()));
+    }
+    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
+    world
+        .run_until(&dispatcher, Duration::from_secs(120), |w| {
+            w.outbox.in_state(OutboxState::Delivered).len() == 5
+        })
+        .await;
+    let refused = world.outbox.entry(Uuid::from_u128(1));
+    assert_eq!(refused.state, OutboxState::Pending);
+    assert!(refused.attempts >= 1);
+    assert_eq!(
+        refused.last_error.as_deref(),
+        Some("status 401 (keys may still be propagating)")
+    );
+    // The other entries never waited for a probe.
+    assert!(
+        world.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        world.elapsed()
+    );
 }
 
 #[tokio::test]
