@@ -247,7 +247,7 @@ impl OutboxDispatcher {
 
     async fn expire(&self, entry: &OutboxEntry, now: DateTime<Utc>) {
         let horizon = self.settings.horizon.as_secs();
-        let reason = if horizon % 3600 == 0 {
+        let reason = if horizon.is_multiple_of(3600) {
             format!("not delivered within {} h", horizon / 3600)
         } else {
             format!("not delivered within {horizon} s")
