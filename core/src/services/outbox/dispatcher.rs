@@ -246,10 +246,12 @@ impl OutboxDispatcher {
     }
 
     async fn expire(&self, entry: &OutboxEntry, now: DateTime<Utc>) {
-        let reason = format!(
-            "not delivered within {} h",
-            self.settings.horizon.as_secs() / 3600
-        );
+        let horizon = self.settings.horizon.as_secs();
+        let reason = if horizon.is_multiple_of(3600) {
+            format!("not delivered within {} h", horizon / 3600)
+        } else {
+            format!("not delivered within {horizon} s")
+        };
         self.counters.expired.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(id = %entry.id, destination = %entry.destination, "outbox entry dead-lettered: {reason}");
         if let Err(err) = self.deps.outbox.dead_letter(entry.id, now, &reason).await {

@@ -2,6 +2,12 @@
 //! `POST /api/v1/event/store`, at least once, with backoff, per-peer limits and dead letters.
 //! The receiver is idempotent, so a duplicate (after a crash between send and mark) is
 //! harmless.
+//!
+//! Claims are global and oldest-due first. A slow but healthy peer with a long backlog can
+//! hold up to `max_in_flight` claimed entries while it works through them, so other peers'
+//! entries wait behind it in due order (a failing peer holds nothing: its backlog is
+//! deferred). Skipping saturated peers in the claim itself would need the port to take a
+//! list of destinations to leave out.
 
 mod destinations;
 mod dispatcher;
