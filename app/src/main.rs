@@ -35,10 +35,53 @@ enum Command {
     /// Exit 0 when this instance (API_PORT on loopback) answers /health/ready with 200,
     /// else 1: the container health check.
     Healthcheck,
+    /// Start a local network: N instances on loopback ports with generated keys, a network
+    /// document listing them (peer_auth required) and sample data. Ctrl-C stops them all.
+    Devnet {
+        /// How many instances (2 to 9); the second serves tutors, the others students.
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        /// Port of the first instance; the others follow.
+        #[arg(long, default_value_t = 2742)]
+        base_port: u16,
+        /// Keys, data, logs and the network document.
+        #[arg(long, default_value = "data/devnet")]
+        dir: std::path::PathBuf,
+        /// Use this PostgreSQL server (one database per instance) and Redis instead of the
+        /// embedded storage, e.g. postgres://postgres@127.0.0.1:5432/postgres.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Redis used with --postgres.
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis: String,
+        /// Start from empty data (and new keys).
+        #[arg(long)]
+        reset: bool,
+    },
     /// Manage administrators.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Inspect the event outbox (deliveries of events to other instances).
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Print the totals and the undelivered entries (pending and dead), newest first, as JSON.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Make dead-lettered deliveries pending again (all, or those to one instance).
+    Redrive {
+        /// Base URL of the destination instance.
+        #[arg(long)]
+        destination: Option<String>,
     },
 }
 
@@ -70,6 +113,38 @@ fn main() -> ExitCode {
                     println!("{public}");
                     ExitCode::SUCCESS
                 }
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Devnet {
+            instances,
+            base_port,
+            dir,
+            postgres,
+            redis,
+            reset,
+        }) => {
+            let options = dpg_app::devnet::DevnetOptions {
+                instances: *instances,
+                base_port: *base_port,
+                dir: dir.clone(),
+                storage: match postgres {
+                    Some(server) => dpg_app::devnet::Storage::Postgres {
+                        server: server.clone(),
+                        redis: redis.clone(),
+                    },
+                    None => dpg_app::devnet::Storage::Embedded,
+                },
+                reset: *reset,
+            };
+            return match tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(dpg_app::devnet::run(options)))
+            {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("error: {err:#}");
                     ExitCode::FAILURE
@@ -121,6 +196,7 @@ fn main() -> ExitCode {
                         password_stdin,
                     },
             }) => create_admin(&config, &email, &name, password_stdin).await,
+            Some(Command::Outbox { command }) => outbox(&config, command).await,
             _ => serve(config).await,
         }
     });
@@ -178,6 +254,54 @@ async fn create_admin(
             "{} is now an administrator ({}); its password is unchanged",
             admin.email, admin.id
         );
+    }
+    database.close().await;
+    Ok(())
+}
+
+async fn outbox(config: &Config, command: OutboxCommand) -> anyhow::Result<()> {
+    use dpg_core::services::{OutboxAdmin, OutboxNotifier};
+    use std::sync::Arc;
+    let database = dpg_adapters::sql::SqlDatabase::connect(&config.database.url()).await?;
+    database.migrate().await?;
+    let Some(store) = dpg_app::instance::outbox_store(&database) else {
+        anyhow::bail!("this instance has no event outbox");
+    };
+    // A running server's dispatcher finds redriven rows at its next poll.
+    let admin = OutboxAdmin::new(
+        store,
+        Arc::new(dpg_adapters::system::SystemClock),
+        OutboxNotifier::detached(),
+    );
+    match command {
+        OutboxCommand::List { limit } => {
+            let overview = admin.overview(limit.clamp(1, 10_000)).await?;
+            let entries: Vec<serde_json::Value> = overview
+                .undelivered
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "id": e.id,
+                        "destination": e.destination,
+                        "action_name": e.action_name,
+                        "action_id": e.action_id,
+                        "update_count": e.update_count,
+                        "state": e.state.as_str(),
+                        "attempts": e.attempts,
+                        "next_attempt_at": e.next_attempt_at,
+                        "last_error": e.last_error,
+                        "created_at": e.created_at,
+                        "finished_at": e.finished_at,
+                    })
+                })
+                .collect();
+            let out = serde_json::json!({"counts": overview.counts, "undelivered": entries});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        OutboxCommand::Redrive { destination } => {
+            let redriven = admin.redrive(destination).await?;
+            println!("{redriven} dead deliveries are pending again");
+        }
     }
     database.close().await;
     Ok(())
