@@ -230,7 +230,8 @@ pub struct OutboxCountsOut {
     pub delivered: u64,
     /// Given up on (`dpg outbox redrive` or `POST /api/v1/admin/outbox/redrive` sends them again).
     pub dead: u64,
-    /// Age in seconds of the oldest pending delivery.
+    /// Age in seconds of the oldest pending delivery; null when none is pending.
+    #[oai(nullable)]
     pub oldest_pending_seconds: Option<u64>,
 }
 
@@ -260,8 +261,10 @@ pub struct OutboxEntryOut {
     pub attempts: u32,
     pub next_attempt_at: String,
     /// Why the last attempt failed (status or error kind; never the peer's answer).
+    #[oai(nullable)]
     pub last_error: Option<String>,
     pub created_at: String,
+    #[oai(nullable)]
     pub finished_at: Option<String>,
 }
 

@@ -143,8 +143,10 @@ for domain in ["student", "tutor"]:
 call("countLocalItems", 200, body={"item_network": "yellow_dot", "item_domain": "tutor"})
 call("fetchLocalItems", 200, body={"item_network": "yellow_dot", "item_domain": "tutor", "limit": 10, "offset": 0})
 
-# The development identity may reload the documents.
+# The development identity may reload the documents and look after the event outbox.
 call("refetchSchemas", 200)
+call("adminOutbox", 200, query={"limit": 10})
+call("adminOutboxRedrive", 200)
 
 # Bodies refused before any handler runs, on every operation that takes one: a media type
 # other than JSON (415) and a body over the 1 MiB limit (413). Operations without a body
