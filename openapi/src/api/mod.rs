@@ -1,6 +1,7 @@
 //! The operations, grouped as in the reference's tags.
 
 pub(crate) mod accounts;
+mod admin;
 mod health;
 pub(crate) mod items;
 mod network;
@@ -20,6 +21,8 @@ pub enum ApiTags {
     Health,
     /// Accounts, sessions and API keys (Better Auth compatible).
     Auth,
+    /// Operators' tools (administrators only).
+    Admin,
 }
 
 pub type Apis = (
@@ -28,6 +31,7 @@ pub type Apis = (
     network::NetworkSchemaApi,
     network_items::NetworkItemsApi,
     accounts::AccountApi,
+    admin::AdminApi,
 );
 
 /// The OpenAPI service of every operation; `server_url` is this instance's base URL. The
@@ -39,6 +43,7 @@ pub fn service(server_url: Option<&str>) -> OpenApiService<Apis, ()> {
         network::NetworkSchemaApi,
         network_items::NetworkItemsApi,
         accounts::AccountApi,
+        admin::AdminApi,
     );
     let service = OpenApiService::new(apis, "DPG", env!("CARGO_PKG_VERSION")).description(
         "DPG API Service: a schema-driven backend for networks of independent organisations. \
