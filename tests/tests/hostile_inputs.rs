@@ -518,6 +518,8 @@ impl Drop for Trap {
 const CREATE: &str = "/api/v1/item/create";
 const FETCH: &str = "/api/v1/item/fetch?item_network=yellow_dot&item_domain=student";
 const REFETCH: &str = "/api/v1/network/refetch_schemas";
+const OUTBOX: &str = "/api/v1/admin/outbox";
+const REDRIVE: &str = "/api/v1/admin/outbox/redrive";
 const BODY_LIMIT: usize = 64 * 1024;
 const KEY_WRITES_PER_HOUR: u32 = 3;
 
@@ -1007,6 +1009,15 @@ fn account_cases(a: &Accounts, trap: &Trap) -> Vec<Case> {
         case(Function, "a user refetches schemas", Req::new(Method::POST, REFETCH, &alice), 403, "ADMIN_REQUIRED"),
         case(Function, "a user refetches schemas with an API key", Req::new(Method::POST, REFETCH, &alice_key), 403, "ADMIN_REQUIRED"),
         case(Function, "a user who claimed admin at sign-up refetches", Req::new(Method::POST, REFETCH, &Who::Cookie(a.mallory.clone())), 403, "ADMIN_REQUIRED"),
+        case(Function, "a user reads the outbox", Req::get(OUTBOX, &alice), 403, "ADMIN_REQUIRED"),
+        case(Function, "a user reads the outbox with an API key", Req::get(OUTBOX, &alice_key), 403, "ADMIN_REQUIRED"),
+        case(Function, "a user who claimed admin at sign-up reads the outbox", Req::get(OUTBOX, &Who::Bearer(a.mallory.clone())), 403, "ADMIN_REQUIRED"),
+        case(Function, "a user redrives the outbox", Req::new(Method::POST, REDRIVE, &bob), 403, "ADMIN_REQUIRED"),
+        case(Function, "a user redrives one destination with an API key", Req::new(Method::POST, format!("{REDRIVE}?destination=http://127.0.0.1:1"), &bob_key), 403, "ADMIN_REQUIRED"),
+        case(Authentication, "outbox without credentials", Req::get(OUTBOX, &nobody), 401, "UNAUTHORIZED"),
+        case(Authentication, "redrive without credentials", Req::new(Method::POST, REDRIVE, &nobody), 401, "UNAUTHORIZED"),
+        case(Authentication, "redrive with a forged API key", Req::new(Method::POST, REDRIVE, &forged_key), 403, "INVALID_API_KEY"),
+        case(Resources, "outbox listing limit beyond 32 bits", Req::get(format!("{OUTBOX}?limit=99999999999"), &Who::Bearer(a.admin.clone())), 400, "FST_ERR_VALIDATION"),
         case(Function, "create in a network this instance does not serve", Req::post(CREATE, &alice, json!({"item_network": "blue_dot", "item_domain": "seeker", "item_type": "profile_1.0", "item_state": {}})), 403, "UNSERVED_DOMAIN_BINDING"),
         case(Function, "create in a domain this instance does not serve", Req::post(CREATE, &alice, json!({"item_network": NETWORK, "item_domain": "coaching_center", "item_type": "profile_1.0", "item_state": {}})), 403, "UNSERVED_DOMAIN_BINDING"),
         // Unknown routes answer the reference's 404 shape, `{statusCode, error: "Not Found", message}`.
