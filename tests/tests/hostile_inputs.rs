@@ -1457,15 +1457,152 @@ fn peer_routes() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// The authentication cases of one peer route, whose genuine caller is instance `from`
+/// calling instance `to` with `body`: unsigned, forged, tampered, replayed from elsewhere,
+/// expired; plus its body limits.
+fn signature_cases(
+    net: &TestNetwork,
+    path: &str,
+    body: &Value,
+    from: usize,
+    to: usize,
+) -> Vec<NetCase> {
+    use Owasp::*;
+    let signer = net.signer(from).expect("a signed network").clone();
+    let third = (0..net.len())
+        .find(|i| *i != from && *i != to)
+        .expect("a third instance");
+    let target = net.url(to).to_string();
+    let stranger = PeerSigner::new(SigningKey::from_seed(&[42; 32]), "stranger-key");
+    let impostor = PeerSigner::new(
+        SigningKey::from_seed(&[43; 32]),
+        net.signer(third).expect("signed").kid(),
+    );
+    let bytes = body.to_string().into_bytes();
+    let genuine = PeerReq::signed(&signer, &target, path, bytes.clone(), now());
+    let mut tampered = body.clone();
+    tampered["tampered"] = json!(true);
+    let mut padded = body.clone();
+    padded["pad"] = json!("x".repeat(1024 * 1024 + 1));
+    let peer = |req: PeerReq| NetReq::Peer(to, req);
+    vec![
+        net_case(
+            Authentication,
+            format!("{path} unsigned"),
+            peer(PeerReq::unsigned(path, bytes.clone())),
+            401,
+            "SIGNATURE_REQUIRED",
+        ),
+        net_case(
+            Authentication,
+            format!("{path} with a garbage signature"),
+            peer(genuine.clone().replacing("signature", "sig1=:AAAA:")),
+            401,
+            "SIGNATURE_INVALID",
+        ),
+        net_case(
+            Authentication,
+            format!("{path} with a tampered body"),
+            peer(genuine.clone().with_body(tampered.to_string().into_bytes())),
+            401,
+            "DIGEST_MISMATCH",
+        ),
+        net_case(
+            Authentication,
+            format!("{path} signed for another instance"),
+            peer(PeerReq::signed(
+                &signer,
+                net.url(third),
+                path,
+                bytes.clone(),
+                now(),
+            )),
+            401,
+            "SIGNATURE_INVALID",
+        ),
+        net_case(
+            Authentication,
+            format!("{path} signed by a key outside the document"),
+            peer(PeerReq::signed(
+                &stranger,
+                &target,
+                path,
+                bytes.clone(),
+                now(),
+            )),
+            401,
+            "UNKNOWN_SIGNING_KEY",
+        ),
+        net_case(
+            Authentication,
+            format!("{path} signed by a key claiming a member's kid"),
+            peer(PeerReq::signed(
+                &impostor,
+                &target,
+                path,
+                bytes.clone(),
+                now(),
+            )),
+            401,
+            "SIGNATURE_INVALID",
+        ),
+        net_case(
+            Authentication,
+            format!("{path} signed ten minutes ago"),
+            peer(PeerReq::signed(
+                &signer,
+                &target,
+                path,
+                bytes.clone(),
+                now() - 600,
+            )),
+            401,
+            "SIGNATURE_EXPIRED",
+        ),
+        net_case(
+            Authentication,
+            format!("{path} with a 6 KB signature"),
+            peer(
+                genuine
+                    .clone()
+                    .replacing("signature", &format!("sig1=:{}:", "A".repeat(6000))),
+            ),
+            401,
+            "SIGNATURE_INVALID",
+        ),
+        net_case(
+            Resources,
+            format!("{path} body over the limit"),
+            peer(PeerReq::signed(
+                &signer,
+                &target,
+                path,
+                padded.to_string().into_bytes(),
+                now(),
+            )),
+            413,
+            "FST_ERR_CTP_BODY_TOO_LARGE",
+        ),
+        net_case(
+            Resources,
+            format!("{path} body nested too deep"),
+            peer(PeerReq::signed(
+                &signer,
+                &target,
+                path,
+                nested_arrays(40),
+                now(),
+            )),
+            400,
+            "FST_ERR_CTP_JSON_TOO_DEEP",
+        ),
+    ]
+}
+
 fn network_cases(net: &TestNetwork) -> Vec<NetCase> {
     use Owasp::*;
     let member0 = net.signer(0).expect("a signed network").clone();
     let target = net.url(1).to_string();
-    let stranger = PeerSigner::new(SigningKey::from_seed(&[42; 32]), "stranger-key");
-    let impostor = PeerSigner::new(
-        SigningKey::from_seed(&[43; 32]),
-        net.signer(2).expect("signed").kid(),
-    );
     let signed = |path: &str, body: &Value| {
         PeerReq::signed(
             &member0,
@@ -1477,28 +1614,29 @@ fn network_cases(net: &TestNetwork) -> Vec<NetCase> {
     };
     let mut cases = Vec::new();
     for (path, body) in peer_routes() {
-        let bytes = body.to_string().into_bytes();
-        let genuine = signed(path, &body);
+        cases.extend(signature_cases(net, path, &body, 0, 1));
         let mut other = body.clone();
         other["item_domain"] = json!(TUTOR);
-        let peer = |req: PeerReq| NetReq::Peer(1, req);
+        let mut filtered = body.clone();
+        filtered["item_state"] = (0..65)
+            .map(|k| (format!("k{k}"), json!("v")))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
         cases.extend([
-            net_case(Authentication, format!("{path} unsigned"), peer(PeerReq::unsigned(path, bytes.clone())), 401, "SIGNATURE_REQUIRED"),
-            net_case(Authentication, format!("{path} with a garbage signature"), peer(genuine.clone().replacing("signature", "sig1=:AAAA:")), 401, "SIGNATURE_INVALID"),
-            net_case(Authentication, format!("{path} with a tampered body"), peer(genuine.clone().with_body(other.to_string().into_bytes())), 401, "DIGEST_MISMATCH"),
-            net_case(Authentication, format!("{path} signed for another instance"), peer(PeerReq::signed(&member0, net.url(2), path, bytes.clone(), now())), 401, "SIGNATURE_INVALID"),
-            net_case(Authentication, format!("{path} signed by a key outside the document"), peer(PeerReq::signed(&stranger, &target, path, bytes.clone(), now())), 401, "UNKNOWN_SIGNING_KEY"),
-            net_case(Authentication, format!("{path} signed by a key claiming a member's kid"), peer(PeerReq::signed(&impostor, &target, path, bytes.clone(), now())), 401, "SIGNATURE_INVALID"),
-            net_case(Authentication, format!("{path} signed ten minutes ago"), peer(PeerReq::signed(&member0, &target, path, bytes.clone(), now() - 600)), 401, "SIGNATURE_EXPIRED"),
-            net_case(Authentication, format!("{path} with a 6 KB signature"), peer(genuine.clone().replacing("signature", &format!("sig1=:{}:", "A".repeat(6000)))), 401, "SIGNATURE_INVALID"),
-            net_case(Resources, format!("{path} body over the limit"), peer(signed(path, &json!({"item_network": NETWORK, "item_domain": STUDENT, "limit": 10, "offset": 0, "pad": "x".repeat(1024 * 1024 + 1)}))), 413, "FST_ERR_CTP_BODY_TOO_LARGE"),
-            net_case(Resources, format!("{path} body nested too deep"), peer(PeerReq::signed(&member0, &target, path, nested_arrays(40), now())), 400, "FST_ERR_CTP_JSON_TOO_DEEP"),
-            net_case(Resources, format!("{path} with 65 item_state conditions"), peer(signed(path, &{
-                let mut b = body.clone();
-                b["item_state"] = (0..65).map(|k| (format!("k{k}"), json!("v"))).collect::<serde_json::Map<_, _>>().into();
-                b
-            })), 400, "INVALID_STATE_FILTER"),
-            net_case(Function, format!("{path} for a domain the instance does not serve"), peer(signed(path, &other)), 403, "UNSERVED_DOMAIN_BINDING"),
+            net_case(
+                Resources,
+                format!("{path} with 65 item_state conditions"),
+                NetReq::Peer(1, signed(path, &filtered)),
+                400,
+                "INVALID_STATE_FILTER",
+            ),
+            net_case(
+                Function,
+                format!("{path} for a domain the instance does not serve"),
+                NetReq::Peer(1, signed(path, &other)),
+                403,
+                "UNSERVED_DOMAIN_BINDING",
+            ),
         ]);
     }
     let fetch_local = |body: Value| {
