@@ -595,6 +595,12 @@ impl Accounts {
         format!("/api/v1/item/{}", self.item_id())
     }
 
+    /// Alice's session token with its last character changed.
+    fn forged_session(&self) -> String {
+        let (kept, last) = self.alice.split_at(self.alice.len() - 1);
+        format!("{kept}{}", if last == "x" { "y" } else { "x" })
+    }
+
     /// A key of the right shape and prefix whose secret is wrong.
     fn forged_key(&self) -> String {
         let (prefix, secret) = self.alice_key.split_at(self.alice_key.len() - 10);
@@ -939,13 +945,13 @@ fn account_cases(a: &Accounts, trap: &Trap) -> Vec<Case> {
         case(Authentication, "expired API key", Req::post(CREATE, &Who::Key(a.expired_key.clone()), student("E")), 403, "INVALID_API_KEY"),
         case(Authentication, "a bad key wins over a good session", Req::post(CREATE, &forged_key, student("B")).header("authorization", format!("Bearer {}", a.alice)), 403, "INVALID_API_KEY"),
         case(Authentication, "forged bearer token", Req::post(CREATE, &Who::Bearer("not-a-session".into()), student("F")), 401, "UNAUTHORIZED"),
-        case(Authentication, "forged bearer of the right length", Req::patch(&item, &Who::Bearer("A".repeat(a.alice.len())), state.clone()), 401, "UNAUTHORIZED"),
+        case(Authentication, "forged bearer of the right length", Req::patch(&item, &Who::Bearer(a.forged_session()), state.clone()), 401, "UNAUTHORIZED"),
         case(Authentication, "forged session cookie", Req::delete(&item, &Who::Cookie("forged".into())), 401, "UNAUTHORIZED"),
-        case(Authentication, "forged signed cookie value", Req::delete(&item, &Who::Cookie(format!("{}x.signature", &a.alice[..a.alice.len() - 1]))), 401, "UNAUTHORIZED"),
+        case(Authentication, "forged signed cookie value", Req::delete(&item, &Who::Cookie(format!("{}.signature", a.forged_session()))), 401, "UNAUTHORIZED"),
         case(Authentication, "a 6 KB bearer token", Req::get(FETCH, &Who::Bearer("t".repeat(6000))), 401, "UNAUTHORIZED"),
-        no_session(Authentication, "session lookup with a forged bearer", Req::get("/api/auth/get-session", &Who::Bearer("A".repeat(a.alice.len())))),
+        no_session(Authentication, "session lookup with a forged bearer", Req::get("/api/auth/get-session", &Who::Bearer(a.forged_session()))),
         no_session(Authentication, "session lookup with a forged cookie", Req::get("/api/auth/get-session", &Who::Cookie("forged.signature".into()))),
-        Case { name: "sign-out of a forged session ends nothing".into(), owasp: Authentication, req: Req::new(Method::POST, "/api/auth/sign-out", &Who::Bearer("A".repeat(a.alice.len()))), expect: Expect::Harmless(200) },
+        Case { name: "sign-out of a forged session ends nothing".into(), owasp: Authentication, req: Req::new(Method::POST, "/api/auth/sign-out", &Who::Bearer(a.forged_session())), expect: Expect::Harmless(200) },
         case(Authentication, "sign-in with a wrong password", Req::post("/api/auth/sign-in/email", &nobody, json!({"email": "alice@example.org", "password": "wrong password"})), 401, "INVALID_EMAIL_OR_PASSWORD"),
         case(Authentication, "sign-in of an unknown account answers alike", Req::post("/api/auth/sign-in/email", &nobody, json!({"email": "nobody@example.org", "password": "wrong password"})), 401, "INVALID_EMAIL_OR_PASSWORD"),
         case(Authentication, "sign-in with SQL as the e-mail", Req::post("/api/auth/sign-in/email", &nobody, json!({"email": "' OR 1=1 --", "password": "x' OR '1'='1"})), 401, "INVALID_EMAIL_OR_PASSWORD"),
