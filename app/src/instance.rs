@@ -22,14 +22,16 @@ use dpg_adapters::sql::{
 use dpg_adapters::system::{SystemClock, TokioTimer, UuidV7Generator};
 use dpg_core::model::InstanceIdentity;
 use dpg_core::network::{CatalogHandle, CatalogOrigin, NetworkCatalog, SchemaCompiler};
-use dpg_core::ports::{Authenticator, Cache, Clock, ItemRepository, SchemaLocation};
+use dpg_core::ports::{
+    ActionRepository, Authenticator, Cache, Clock, ItemRepository, PeerTransport, SchemaLocation,
+};
 use dpg_core::services::auth::AuthLimits;
 use dpg_core::services::network_fetch::BreakerSettings;
 use dpg_core::services::rate_limit::Limit;
 use dpg_core::services::{
-    AuthService, AuthServiceDeps, AuthSettings, HealthService, ItemService, ItemServiceDeps,
-    NetworkFetchDeps, NetworkFetchService, NetworkFetchSettings, NetworkSchemaService,
-    PeerItemsService, PeerTrustService, SchemaServiceDeps,
+    ActionService, ActionServiceDeps, AuthService, AuthServiceDeps, AuthSettings, HealthService,
+    ItemService, ItemServiceDeps, NetworkFetchDeps, NetworkFetchService, NetworkFetchSettings,
+    NetworkSchemaService, PeerItemsService, PeerTrustService, SchemaServiceDeps,
 };
 use dpg_openapi::cors::CorsPolicy;
 use dpg_openapi::state::{CookieSettings, PublicKeyOut};
@@ -175,6 +177,7 @@ impl Instance {
             Some(_) => tracing::info!("peer_auth is off in every network: requests are not signed"),
             None => tracing::warn!("no instance key: peer requests are not signed"),
         }
+        let transport: Arc<dyn PeerTransport> = Arc::new(transport);
         let peer_trust = Arc::new(PeerTrustService::new(
             catalog.clone(),
             identity.clone(),
@@ -202,7 +205,7 @@ impl Instance {
                 repository: repository.clone(),
                 catalog: catalog.clone(),
                 identity: identity.clone(),
-                transport: Arc::new(transport),
+                transport: transport.clone(),
                 cache: cache.clone(),
                 clock: clock.clone(),
                 timer: Arc::new(TokioTimer),
@@ -222,6 +225,19 @@ impl Instance {
                 ),
             },
         ));
+        let action_repository: Arc<dyn ActionRepository> =
+            Arc::new(crate::pending_actions::PendingActionRepository);
+        let actions = Arc::new(ActionService::new(ActionServiceDeps {
+            actions: action_repository,
+            items: repository.clone(),
+            transport,
+            catalog: catalog.clone(),
+            peer_trust: peer_trust.clone(),
+            clock: clock.clone(),
+            ids: Arc::new(UuidV7Generator),
+            identity: identity.clone(),
+            compiler: SchemaCompiler::new(config.allow_extra_schema_data),
+        }));
         let accounts = Arc::new(accounts_service(
             &config,
             &database,
@@ -243,6 +259,7 @@ impl Instance {
         };
         let state = Arc::new(ApiState {
             items,
+            actions,
             peer_items,
             network: network.clone(),
             peer_trust,

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod instance;
 pub mod keys;
+mod pending_actions;
 pub mod telemetry;
 
 pub use config::Config;

@@ -1,9 +1,11 @@
 //! The operations, grouped as in the reference's tags.
 
 pub(crate) mod accounts;
+mod actions;
 mod health;
 pub(crate) mod items;
 mod network;
+mod network_actions;
 mod network_items;
 
 use poem_openapi::{OpenApiService, Tags};
@@ -20,6 +22,8 @@ pub enum ApiTags {
     Health,
     /// Accounts, sessions and API keys (Better Auth compatible).
     Auth,
+    /// Actions between items and their status events.
+    Action,
 }
 
 pub type Apis = (
@@ -28,6 +32,8 @@ pub type Apis = (
     network::NetworkSchemaApi,
     network_items::NetworkItemsApi,
     accounts::AccountApi,
+    actions::ActionApi,
+    network_actions::NetworkActionApi,
 );
 
 /// The OpenAPI service of every operation; `server_url` is this instance's base URL. The
@@ -39,6 +45,8 @@ pub fn service(server_url: Option<&str>) -> OpenApiService<Apis, ()> {
         network::NetworkSchemaApi,
         network_items::NetworkItemsApi,
         accounts::AccountApi,
+        actions::ActionApi,
+        network_actions::NetworkActionApi,
     );
     let service = OpenApiService::new(apis, "DPG", env!("CARGO_PKG_VERSION")).description(
         "DPG API Service: a schema-driven backend for networks of independent organisations. \

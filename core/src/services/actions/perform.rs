@@ -37,9 +37,8 @@ pub struct PerformRequest {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PerformOutcome {
-    /// 201 with `{action_id, action_name, action_status, update_count, source_item_id,
-    /// target_item_id}`.
-    Created(Value),
+    /// 201: the action as this instance knows it (its `performed_json` is the answer).
+    Created(ActionRecord),
     /// The target refused (4xx): its status and body, relayed verbatim.
     Relayed { status: u16, body: Value },
 }
@@ -142,7 +141,7 @@ impl ActionService {
                 })
                 .await?
                 .into_record();
-            return Ok(PerformOutcome::Created(record.performed_json()));
+            return Ok(PerformOutcome::Created(record));
         }
 
         let body = json!({
@@ -191,7 +190,7 @@ impl ActionService {
                 if let Err(err) = self.deps.actions.record_initiated(&initiated).await {
                     tracing::error!(action_id = %initiated.action_id, error = %err, "could not keep the initiated action");
                 }
-                Ok(PerformOutcome::Created(initiated.performed_json()))
+                Ok(PerformOutcome::Created(initiated))
             }
             PeerAnswer {
                 status: status @ 400..=499,
