@@ -224,10 +224,10 @@ pub(crate) fn non_empty(path: &str, value: String) -> Result<String, Rejection> 
 
 /// The reference's UUID rule: the hyphenated form only.
 pub(crate) fn uuid(path: &str, raw: &str) -> Result<Uuid, Rejection> {
-    if raw.len() == 36 {
-        if let Ok(id) = Uuid::parse_str(raw) {
-            return Ok(id);
-        }
+    if raw.len() == 36
+        && let Ok(id) = Uuid::parse_str(raw)
+    {
+        return Ok(id);
     }
     Err(Rejection::validation(format!("{path} Invalid UUID")))
 }

@@ -128,7 +128,7 @@ impl ActionApi {
         };
         Ok(match state.actions.perform(&caller, request).await? {
             PerformOutcome::Created(record) => {
-                PerformResponse::Created(Json(PerformedOut::from(&record)))
+                PerformResponse::Created(Json(PerformedOut::from(&*record)))
             }
             PerformOutcome::Relayed { status, body } => PerformResponse::Relayed(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),

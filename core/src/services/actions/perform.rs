@@ -38,7 +38,7 @@ pub struct PerformRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PerformOutcome {
     /// 201: the action as this instance knows it (its `performed_json` is the answer).
-    Created(ActionRecord),
+    Created(Box<ActionRecord>),
     /// The target refused (4xx): its status and body, relayed verbatim.
     Relayed { status: u16, body: Value },
 }
@@ -141,7 +141,7 @@ impl ActionService {
                 })
                 .await?
                 .into_record();
-            return Ok(PerformOutcome::Created(record));
+            return Ok(PerformOutcome::Created(Box::new(record)));
         }
 
         let body = json!({
@@ -190,7 +190,7 @@ impl ActionService {
                 if let Err(err) = self.deps.actions.record_initiated(&initiated).await {
                     tracing::error!(action_id = %initiated.action_id, error = %err, "could not keep the initiated action");
                 }
-                Ok(PerformOutcome::Created(initiated))
+                Ok(PerformOutcome::Created(Box::new(initiated)))
             }
             PeerAnswer {
                 status: status @ 400..=499,

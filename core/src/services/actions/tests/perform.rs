@@ -4,6 +4,9 @@ use super::*;
 use crate::ports::{Created, PeerAnswer, PeerError};
 use crate::services::actions::{PerformOutcome, PerformRequest, SourceItemRef};
 
+/// One change to a valid request, for table-driven rejections.
+type Change = Box<dyn Fn(&mut PerformRequest)>;
+
 fn request(key: Option<&str>) -> PerformRequest {
     PerformRequest {
         action_name: "connect".into(),
@@ -137,7 +140,7 @@ async fn an_unserved_source_binding_is_refused() {
 #[tokio::test]
 async fn eligibility_is_checked_before_anything_is_sent() {
     let service = on_a().build();
-    let cases: Vec<(Box<dyn Fn(&mut PerformRequest)>, ErrorCode, &str)> = vec![
+    let cases: Vec<(Change, ErrorCode, &str)> = vec![
         (
             Box::new(|r| r.target.network = "green_dot".into()),
             ErrorCode::InvalidActionRequest,
