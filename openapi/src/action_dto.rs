@@ -222,14 +222,18 @@ pub(crate) fn non_empty(path: &str, value: String) -> Result<String, Rejection> 
     Ok(value)
 }
 
-/// The reference's UUID rule: the hyphenated form only.
+/// The reference's UUID rule (zod): hyphenated, version 1 to 8 and the RFC variant, or the
+/// nil and max UUIDs.
 pub(crate) fn uuid(path: &str, raw: &str) -> Result<Uuid, Rejection> {
-    if raw.len() == 36
-        && let Ok(id) = Uuid::parse_str(raw)
-    {
-        return Ok(id);
+    let bytes = raw.as_bytes();
+    let shaped = raw.len() == 36
+        && ((b'1'..=b'8').contains(&bytes[14]) && b"89abAB".contains(&bytes[19])
+            || raw.eq_ignore_ascii_case("ffffffff-ffff-ffff-ffff-ffffffffffff")
+            || raw == "00000000-0000-0000-0000-000000000000");
+    match Uuid::parse_str(raw) {
+        Ok(id) if shaped => Ok(id),
+        _ => Err(Rejection::validation(format!("{path} Invalid UUID"))),
     }
-    Err(Rejection::validation(format!("{path} Invalid UUID")))
 }
 
 /// An absolute URL (trimmed, as the reference hands it on).
