@@ -11,6 +11,8 @@ use dpg_core::ports::SchemaLocation;
 /// The bundled network document of the embedded default (yellow_dot, this instance only).
 pub const DEFAULT_NETWORK_FILE: &str = "examples/dev.network.json";
 pub const BUNDLED_NETWORK: &str = include_str!("../../examples/dev.network.json");
+/// `API_PORT` when unset (the reference's port).
+pub const DEFAULT_PORT: u16 = 2742;
 const DEFAULT_SERVED_DOMAINS: &str = "yellow_dot/student,yellow_dot/tutor";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +171,7 @@ impl Config {
             }
         };
         let development = environment == Environment::Development;
-        let port = parse_or("API_PORT", get("API_PORT"), 2742u16)?;
+        let port = parse_or("API_PORT", get("API_PORT"), DEFAULT_PORT)?;
         let api_domain = get("API_DOMAIN").unwrap_or_else(|| "http://127.0.0.1".to_string());
         let base_url = base_url(&api_domain, port, development)?;
         let default_bind = if development { "127.0.0.1" } else { "0.0.0.0" };

@@ -1,6 +1,8 @@
 //! dpg-app: configuration, wiring, server, background workers and the `dpg` command line.
 
 pub mod config;
+pub mod devnet;
+pub mod healthcheck;
 pub mod instance;
 pub mod keys;
 mod pending_actions;

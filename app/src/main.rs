@@ -32,6 +32,32 @@ enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Exit 0 when this instance (API_PORT on loopback) answers /health/ready with 200,
+    /// else 1: the container health check.
+    Healthcheck,
+    /// Start a local network: N instances on loopback ports with generated keys, a network
+    /// document listing them (peer_auth required) and sample data. Ctrl-C stops them all.
+    Devnet {
+        /// How many instances (2 to 9); the second serves tutors, the others students.
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        /// Port of the first instance; the others follow.
+        #[arg(long, default_value_t = 2742)]
+        base_port: u16,
+        /// Keys, data, logs and the network document.
+        #[arg(long, default_value = "data/devnet")]
+        dir: std::path::PathBuf,
+        /// Use this PostgreSQL server (one database per instance) and Redis instead of the
+        /// embedded storage, e.g. postgres://postgres@127.0.0.1:5432/postgres.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Redis used with --postgres.
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis: String,
+        /// Start from empty data (and new keys).
+        #[arg(long)]
+        reset: bool,
+    },
     /// Manage administrators.
     Admin {
         #[command(subcommand)]
@@ -69,6 +95,52 @@ fn main() -> ExitCode {
                 }
                 Err(err) => {
                     eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Devnet {
+            instances,
+            base_port,
+            dir,
+            postgres,
+            redis,
+            reset,
+        }) => {
+            let options = dpg_app::devnet::DevnetOptions {
+                instances: *instances,
+                base_port: *base_port,
+                dir: dir.clone(),
+                storage: match postgres {
+                    Some(server) => dpg_app::devnet::Storage::Postgres {
+                        server: server.clone(),
+                        redis: redis.clone(),
+                    },
+                    None => dpg_app::devnet::Storage::Embedded,
+                },
+                reset: *reset,
+            };
+            return match tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(dpg_app::devnet::run(options)))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Healthcheck) => {
+            // Only the port matters here: a probe must not fail on unrelated settings.
+            let port = std::env::var("API_PORT")
+                .ok()
+                .and_then(|raw| raw.trim().parse().ok())
+                .unwrap_or(dpg_app::config::DEFAULT_PORT);
+            return match dpg_app::healthcheck::probe(port) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(reason) => {
+                    eprintln!("unhealthy: {reason}");
                     ExitCode::FAILURE
                 }
             };

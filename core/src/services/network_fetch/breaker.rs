@@ -71,6 +71,16 @@ impl Breaker {
         }
     }
 
+    /// Whether the breaker currently refuses calls, without taking the probe: an open breaker
+    /// before its time, or a probe already out.
+    pub fn refuses(&self, now: DateTime<Utc>) -> bool {
+        match self.state {
+            BreakerState::Closed { .. } => false,
+            BreakerState::Open { until } => now < until,
+            BreakerState::HalfOpen => true,
+        }
+    }
+
     pub fn record(&mut self, success: bool, now: DateTime<Utc>, settings: &BreakerSettings) {
         let open = || BreakerState::Open {
             until: now

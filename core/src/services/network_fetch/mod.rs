@@ -319,11 +319,18 @@ impl NetworkFetchService {
             {
                 return (report(PeerStatus::Skipped, None), None);
             }
-            return match self.deps.repository.count(filter).await {
-                Ok(count) => (report(PeerStatus::Ok, Some(count)), Some(count)),
-                Err(err) => {
+            return match self
+                .before(deadline, self.deps.repository.count(filter))
+                .await
+            {
+                Some(Ok(count)) => (report(PeerStatus::Ok, Some(count)), Some(count)),
+                Some(Err(err)) => {
                     tracing::warn!(error = %err, "own count failed during a network read");
                     (report(PeerStatus::Error, None), None)
+                }
+                None => {
+                    tracing::warn!("own count missed the network read's deadline");
+                    (report(PeerStatus::Timeout, None), None)
                 }
             };
         }
@@ -339,6 +346,10 @@ impl NetworkFetchService {
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok())
         {
+            // A known count does not make a dead peer worth waiting for in the fetch phase.
+            if self.refused(peer) {
+                return (report(PeerStatus::CircuitOpen, None), None);
+            }
             return (report(PeerStatus::Ok, Some(count)), Some(count));
         }
         if !self.allow(peer) {
@@ -385,7 +396,7 @@ impl NetworkFetchService {
         };
         let started = Instant::now();
         let result = if peer.is_self {
-            self.own_items(query, count).await
+            self.own_items(query, count, deadline).await
         } else {
             self.peer_items(peer, query, count, deadline).await
         };
@@ -399,19 +410,28 @@ impl NetworkFetchService {
         }
     }
 
-    async fn own_items(&self, query: &NetworkQuery, count: u64) -> Result<Vec<Item>, PeerStatus> {
+    async fn own_items(
+        &self,
+        query: &NetworkQuery,
+        count: u64,
+        deadline: Instant,
+    ) -> Result<Vec<Item>, PeerStatus> {
         let (after, limit) = match &query.paging {
             Paging::Offset(offset) => (None, want(*offset, query.limit, count)),
             Paging::Cursor(cursor) => (cursor.after, query.limit),
         };
-        self.deps
-            .repository
-            .find_after(&query.filter, after, limit)
-            .await
-            .map_err(|err| {
+        let find = self.deps.repository.find_after(&query.filter, after, limit);
+        match self.before(deadline, find).await {
+            Some(Ok(items)) => Ok(items),
+            Some(Err(err)) => {
                 tracing::warn!(error = %err, "own items failed during a network read");
-                PeerStatus::Error
-            })
+                Err(PeerStatus::Error)
+            }
+            None => {
+                tracing::warn!("own items missed the network read's deadline");
+                Err(PeerStatus::Timeout)
+            }
+        }
     }
 
     async fn peer_items(
@@ -444,6 +464,10 @@ impl NetworkFetchService {
                 cursor: None,
             }],
         };
+        // Takes the probe of a breaker whose time is up; refuses while it is open.
+        if !self.allow(peer) {
+            return Err(PeerStatus::CircuitOpen);
+        }
         let calls = pages.iter().map(|page| async move {
             let result = self
                 .within(
@@ -499,14 +523,32 @@ impl NetworkFetchService {
         deadline: Instant,
         call: impl std::future::Future<Output = Result<T, PeerError>>,
     ) -> Result<T, PeerError> {
+        self.before(deadline, call)
+            .await
+            .unwrap_or(Err(PeerError::Timeout))
+    }
+
+    /// `call`'s output, or `None` when `deadline` passes first.
+    async fn before<T>(
+        &self,
+        deadline: Instant,
+        call: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(PeerError::Timeout);
+            return None;
         }
         futures::select_biased! {
-            result = call.fuse() => result,
-            () = self.deps.timer.sleep(remaining).fuse() => Err(PeerError::Timeout),
+            result = call.fuse() => Some(result),
+            () = self.deps.timer.sleep(remaining).fuse() => None,
         }
+    }
+
+    fn refused(&self, peer: &Peer) -> bool {
+        let now = self.deps.clock.now();
+        lock(&self.breakers)
+            .get(&peer.key)
+            .is_some_and(|breaker| breaker.refuses(now))
     }
 
     fn allow(&self, peer: &Peer) -> bool {

@@ -48,8 +48,18 @@ fn sorted(items: &[Item], filter: &ItemFilter) -> Vec<Item> {
     all
 }
 
-/// This instance's items; a broken store fails every call.
-struct Store(Vec<Item>, bool);
+/// How this instance's own storage behaves.
+#[derive(Clone, Copy, PartialEq)]
+enum Storage {
+    Healthy,
+    /// Every count fails.
+    Broken,
+    /// Every count and read hangs.
+    Hanging,
+}
+
+/// This instance's items.
+struct Store(Vec<Item>, Storage);
 
 #[async_trait]
 impl ItemRepository for Store {
@@ -75,6 +85,9 @@ impl ItemRepository for Store {
         after: Option<ItemKey>,
         limit: u32,
     ) -> Result<Vec<Item>, CoreError> {
+        if self.1 == Storage::Hanging {
+            std::future::pending::<()>().await;
+        }
         Ok(sorted(&self.0, filter)
             .into_iter()
             .filter(|i| after.is_none_or(|a| ItemKey::of(i).is_after(&a)))
@@ -82,8 +95,10 @@ impl ItemRepository for Store {
             .collect())
     }
     async fn count(&self, filter: &ItemFilter) -> Result<u64, CoreError> {
-        if self.1 {
-            return Err(CoreError::storage_unavailable());
+        match self.1 {
+            Storage::Healthy => {}
+            Storage::Broken => return Err(CoreError::storage_unavailable()),
+            Storage::Hanging => std::future::pending::<()>().await,
         }
         Ok(sorted(&self.0, filter).len() as u64)
     }
@@ -110,6 +125,8 @@ enum Behaviour {
     Reference,
     Hang,
     Down,
+    /// Counts answer; every fetch fails.
+    CountsOnly,
     Answer(Value),
 }
 
@@ -163,7 +180,9 @@ impl PeerTransport for Transport {
         let all = sorted(&remote.items, filter);
         let (items, cursor_capable): (Vec<Item>, bool) = match &remote.behaviour {
             Behaviour::Hang => return std::future::pending().await,
-            Behaviour::Down => return Err(PeerError::Unreachable("refused".into())),
+            Behaviour::Down | Behaviour::CountsOnly => {
+                return Err(PeerError::Unreachable("refused".into()));
+            }
             Behaviour::Answer(v) => {
                 return Ok(PeerPageAnswer {
                     items: v["items"].as_array().cloned().unwrap_or_default(),
@@ -295,7 +314,7 @@ fn network(
     remotes: Vec<(&str, Vec<Item>, Behaviour)>,
     settings: NetworkFetchSettings,
 ) -> Network {
-    network_with_store(Store(own, false), remotes, settings)
+    network_with_store(Store(own, Storage::Healthy), remotes, settings)
 }
 
 fn network_with_store(
@@ -591,7 +610,7 @@ async fn nobody_answering_gives_the_stale_page_or_nothing() {
         .retain(|k, _| !k.starts_with("network-page:") && !k.starts_with("network-count:"));
     // This instance's own database is down too: nobody answers.
     let down = network_with_store(
-        Store(Vec::new(), true),
+        Store(Vec::new(), Storage::Broken),
         vec![("http://b.example", a.clone(), Behaviour::Down)],
         NetworkFetchSettings::default(),
     );
@@ -607,7 +626,7 @@ async fn nobody_answering_gives_the_stale_page_or_nothing() {
     assert_eq!(stale.meta["peers"][1]["status"], "error");
 
     let never = network_with_store(
-        Store(Vec::new(), true),
+        Store(Vec::new(), Storage::Broken),
         vec![("http://b.example", a, Behaviour::Down)],
         NetworkFetchSettings::default(),
     );
@@ -698,6 +717,66 @@ async fn the_breaker_stops_calling_a_dead_peer_and_private_filters_are_refused()
     probing.filter.state = Some(StateFilter::new(json!({"phone": "123"})).expect("filter"));
     let err = net.service.fetch(probing).await.expect_err("refused");
     assert_eq!(err.code(), crate::error::ErrorCode::PrivateFieldFilter);
+}
+
+#[tokio::test]
+async fn a_cached_count_does_not_bring_an_open_breaker_peer_into_the_fetch_phase() {
+    let (a, b, _) = spread(6);
+    let settings = NetworkFetchSettings {
+        breaker: BreakerSettings {
+            failure_threshold: 2,
+            open_for: Duration::from_secs(60),
+        },
+        ..NetworkFetchSettings::default()
+    };
+    let net = network(
+        a,
+        vec![("http://b.example", b, Behaviour::CountsOnly)],
+        settings,
+    );
+    for limit in 1..=4 {
+        // Same filter, so the count stays cached; distinct limits, so each page is a miss.
+        let page = page_of(
+            net.service
+                .fetch(query(limit, Paging::Offset(0)))
+                .await
+                .expect("page"),
+        );
+        let expected = if limit <= 2 { "error" } else { "circuit_open" };
+        assert_eq!(page.meta["peers"][1]["status"], expected, "limit {limit}");
+    }
+    assert_eq!(net.remotes[0].counts.load(AtomicOrdering::SeqCst), 1);
+    assert_eq!(
+        net.remotes[0].fetches.load(AtomicOrdering::SeqCst),
+        2,
+        "no fetch once the breaker is open"
+    );
+}
+
+#[tokio::test]
+async fn own_storage_slower_than_the_deadline_times_out_like_a_peer() {
+    let (_, b, _) = spread(6);
+    let settings = NetworkFetchSettings {
+        total_deadline: Duration::from_millis(300),
+        ..NetworkFetchSettings::default()
+    };
+    let net = network_with_store(
+        Store(Vec::new(), Storage::Hanging),
+        vec![("http://b.example", b.clone(), Behaviour::Ours)],
+        settings,
+    );
+    let started = std::time::Instant::now();
+    let page = page_of(
+        net.service
+            .fetch(query(10, Paging::Offset(0)))
+            .await
+            .expect("page"),
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "bounded");
+    assert_eq!(page.meta["peers"][0]["status"], "timeout");
+    assert_eq!(page.meta["partial"], true);
+    let expected = sorted(&b, &ItemFilter::new("yellow_dot", "student"));
+    assert_eq!(ids(&page.items), ids(&expected));
 }
 
 proptest! {
