@@ -8,6 +8,8 @@ mod m20250601_000002_create_network_documents;
 mod m20250701_000003_create_users;
 mod m20250701_000004_create_sessions;
 mod m20250701_000005_create_api_keys;
+mod m20250801_000006_create_actions;
+mod m20250801_000007_create_outbox;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -45,6 +47,22 @@ pub const OWNED_TABLES: &[OwnedTable] = &[
         table: m20250701_000005_create_api_keys::TABLE,
         created_by_migration: m20250701_000005_create_api_keys::NAME,
     },
+    OwnedTable {
+        table: m20250801_000006_create_actions::ACTIONS,
+        created_by_migration: m20250801_000006_create_actions::NAME,
+    },
+    OwnedTable {
+        table: m20250801_000006_create_actions::EVENTS,
+        created_by_migration: m20250801_000006_create_actions::NAME,
+    },
+    OwnedTable {
+        table: m20250801_000006_create_actions::IDEMPOTENCY_KEYS,
+        created_by_migration: m20250801_000006_create_actions::NAME,
+    },
+    OwnedTable {
+        table: m20250801_000007_create_outbox::TABLE,
+        created_by_migration: m20250801_000007_create_outbox::NAME,
+    },
 ];
 
 pub struct Migrator;
@@ -58,6 +76,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20250701_000003_create_users::Migration),
             Box::new(m20250701_000004_create_sessions::Migration),
             Box::new(m20250701_000005_create_api_keys::Migration),
+            Box::new(m20250801_000006_create_actions::Migration),
+            Box::new(m20250801_000007_create_outbox::Migration),
         ]
     }
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use dpg_tests::support::fault_proxy::{Fault, FaultProxy};
+use dpg_tests::support::keys::{INSTANCE_KEY_ENV, InstanceKey};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -81,6 +82,10 @@ pub enum Op {
     NameMiss,
     /// [`Miss::Id`].
     IdMiss,
+    /// [`Op::CacheMiss`], one request at a time.
+    CacheMissAlone,
+    /// [`Op::IdMiss`], one request at a time.
+    IdMissAlone,
     CursorPage1,
     CursorPage100,
     OffsetPage100,
@@ -137,12 +142,12 @@ impl NetworkReport {
 
 /// Hands out `cache_ttl_seconds` values never used before in this run.
 #[derive(Debug)]
-struct Ttls {
+pub struct Ttls {
     next_block: AtomicU64,
 }
 
 impl Ttls {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Ttls {
             next_block: AtomicU64::new(FIRST_TTL),
         }
@@ -154,23 +159,39 @@ impl Ttls {
     }
 }
 
+/// How the instances of a [`BenchNetwork`] treat each other's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// No keys and no `peer_auth` in the document (its default, `permissive`): peer calls
+    /// go unsigned and are accepted.
+    Default,
+    /// No keys and `peer_auth: off`: peer calls go unsigned and nothing is verified.
+    Off,
+    /// Every instance signs with its own fresh Ed25519 key, listed in the document, and the
+    /// network has `peer_auth: required`.
+    Required,
+}
+
 /// A network of `dpg` children reading one generated document.
 pub struct BenchNetwork {
     pub children: Vec<DpgChild>,
     /// The URL peers call for each instance (the proxy's for the proxied one).
     pub public_urls: Vec<String>,
     pub proxy: Option<FaultProxy>,
+    /// Each instance's key, in a [`Trust::Required`] network.
+    pub keys: Vec<Option<InstanceKey>>,
     _document_dir: TempDir,
 }
 
 impl BenchNetwork {
     /// Starts `size` instances serving `yellow_dot/student`, `proxied` behind a fault proxy,
-    /// all listed for `student` in one document derived from `dev_network`.
+    /// all listed for `student` in one document derived from `dev_network`, with `trust`.
     pub async fn start(
         dpg: &Path,
         dev_network: &Path,
         size: usize,
         proxied: Option<usize>,
+        trust: Trust,
         client: &reqwest::Client,
     ) -> anyhow::Result<BenchNetwork> {
         let ports = free_ports(size)?;
@@ -201,7 +222,13 @@ impl BenchNetwork {
             .tempdir()
             .context("could not create a temporary directory")?;
         let document_path = document_dir.path().join("network.json");
-        let document = network_document(dev_network, &public_urls)?;
+        let keys: Vec<Option<InstanceKey>> = (0..size)
+            .map(|index| {
+                (trust == Trust::Required)
+                    .then(|| InstanceKey::generate(format!("bench{}-key", index + 1)))
+            })
+            .collect();
+        let document = network_document(dev_network, &public_urls, &keys, trust)?;
         std::fs::write(&document_path, serde_json::to_vec_pretty(&document)?)
             .with_context(|| format!("could not write {}", document_path.display()))?;
 
@@ -210,7 +237,10 @@ impl BenchNetwork {
             .zip(&public_urls)
             .enumerate()
             .map(|(index, (port, url))| {
-                let env = instance_env(index, url);
+                let mut env = instance_env(index, url);
+                if let Some(key) = &keys[index] {
+                    env.push((INSTANCE_KEY_ENV.to_string(), key.env_value()));
+                }
                 let document_path = document_path.clone();
                 async move { DpgChild::start_on(dpg, &document_path, *port, &env, client).await }
             });
@@ -233,18 +263,19 @@ impl BenchNetwork {
             children,
             public_urls,
             proxy,
+            keys,
             _document_dir: document_dir,
         })
     }
 
     /// The aggregator every network read goes to.
-    fn aggregator(&self) -> anyhow::Result<&DpgChild> {
+    pub fn aggregator(&self) -> anyhow::Result<&DpgChild> {
         self.children
             .first()
             .ok_or_else(|| anyhow!("the network has no instance"))
     }
 
-    fn pids(&self) -> String {
+    pub fn pids(&self) -> String {
         self.children
             .iter()
             .map(|child| child.pid().to_string())
@@ -297,8 +328,14 @@ fn instance_env(index: usize, public_url: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-/// `examples/dev.network.json` with every instance listed for `student` and nothing else.
-fn network_document(dev_network: &Path, urls: &[String]) -> anyhow::Result<Value> {
+/// `examples/dev.network.json` with every instance listed for `student` (with its key, when
+/// it has one) and nothing else, and the `peer_auth` mode of `trust`.
+pub fn network_document(
+    dev_network: &Path,
+    urls: &[String],
+    keys: &[Option<InstanceKey>],
+    trust: Trust,
+) -> anyhow::Result<Value> {
     let text = std::fs::read_to_string(dev_network)
         .with_context(|| format!("could not read {}", dev_network.display()))?;
     let mut document: Value = serde_json::from_str(&text)
@@ -307,18 +344,31 @@ fn network_document(dev_network: &Path, urls: &[String]) -> anyhow::Result<Value
         .iter()
         .enumerate()
         .map(|(index, url)| {
-            json!({
+            let mut entry = json!({
                 "domain_name": DOMAIN,
                 "instance_name": format!("Bench student instance {}", index + 1),
                 "instance_url": url,
                 "custom_item_schema_urls": {}
-            })
+            });
+            if let Some(Some(key)) = keys.get(index) {
+                entry["keys"] = json!([key.listing()]);
+            }
+            entry
         })
         .collect();
     let object = document
         .as_object_mut()
         .ok_or_else(|| anyhow!("{} is not a JSON object", dev_network.display()))?;
     object.insert("instances".to_string(), Value::Array(instances));
+    match trust {
+        Trust::Default => {}
+        Trust::Off => {
+            object.insert("peer_auth".to_string(), json!("off"));
+        }
+        Trust::Required => {
+            object.insert("peer_auth".to_string(), json!("required"));
+        }
+    }
     object.insert(
         "description".to_string(),
         json!("Generated by the network-read benchmark."),
@@ -351,7 +401,8 @@ pub async fn measure_three(
 ) -> anyhow::Result<()> {
     let name = report.name.clone();
     eprintln!("[{name}] starting 3 instances (instance 3 behind a fault proxy) ...");
-    let network = BenchNetwork::start(dpg, dev_network, 3, Some(PROXIED), client).await?;
+    let network =
+        BenchNetwork::start(dpg, dev_network, 3, Some(PROXIED), Trust::Default, client).await?;
     eprintln!(
         "[{name}] ready: {} (pids {})",
         network.public_urls.join(", "),
@@ -498,7 +549,7 @@ pub async fn measure_ten(
 ) -> anyhow::Result<()> {
     let name = report.name.clone();
     eprintln!("[{name}] starting 10 instances ...");
-    let network = BenchNetwork::start(dpg, dev_network, 10, None, client).await?;
+    let network = BenchNetwork::start(dpg, dev_network, 10, None, Trust::Default, client).await?;
     eprintln!("[{name}] ready (pids {})", network.pids());
     let measured = async {
         let ttls = Ttls::new();
@@ -534,7 +585,7 @@ pub async fn measure_ten(
 
 /// Creates `report.items_per_instance` items on every instance through its own create route,
 /// item n on instance n % size, so that creation times interleave across the instances.
-async fn seed(
+pub async fn seed(
     network: &BenchNetwork,
     client: &reqwest::Client,
     settings: NetworkSettings,
@@ -592,7 +643,7 @@ impl Miss {
 
 /// Cache misses of the base query, each request with its own `cache_ttl_seconds` and, per
 /// `miss`, its own filter; answers tagged per `tagging`.
-async fn miss_phase(
+pub async fn miss_phase(
     aggregator: &DpgChild,
     client: &reqwest::Client,
     concurrency: usize,
@@ -676,7 +727,7 @@ pub fn untag(tag: &str) -> (&str, &str, &str) {
 }
 
 /// Checks a network page (`items` at most [`LIMIT`], a `meta`) and tags it.
-fn inspect_page(body: &[u8], tagging: &Tagging) -> Result<Option<String>, String> {
+pub fn inspect_page(body: &[u8], tagging: &Tagging) -> Result<Option<String>, String> {
     let page: Value =
         serde_json::from_slice(body).map_err(|error| format!("answer is not JSON: {error}"))?;
     let items = page["items"]

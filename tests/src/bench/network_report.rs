@@ -47,6 +47,8 @@ pub fn label(op: Op, instances: usize) -> String {
         Op::CacheMiss => miss(Miss::Ttl),
         Op::NameMiss => miss(Miss::Name { names: 0 }),
         Op::IdMiss => miss(Miss::Id),
+        Op::CacheMissAlone => format!("{}, one request at a time", miss(Miss::Ttl)),
+        Op::IdMissAlone => format!("{}, one request at a time", miss(Miss::Id)),
         Op::CursorPage1 => "cursor walk, page 1".to_string(),
         Op::CursorPage100 => format!("cursor walk, page {WALK_PAGES}"),
         Op::OffsetPage100 => format!("page {WALK_PAGES} by offset={OFFSET_PAGE_100}"),
@@ -75,14 +77,14 @@ fn note(op: Op, measured: &Measured) -> String {
         Op::OffsetPage100 => {
             note.push_str("; each its own cache_ttl_seconds (every read a miss)");
         }
-        Op::CacheMiss | Op::BlackHole => {
+        Op::CacheMiss | Op::CacheMissAlone | Op::BlackHole => {
             note.push_str("; same filter, so the peers' counts stay cached");
         }
         Op::NameMiss => note.push_str(
             "; also distinct cache_ttl_seconds; each instance holds one item of each name; \
              peer counts miss too, counts and pages filter on a JSON field",
         ),
-        Op::IdMiss | Op::BlackHoleId => note.push_str(
+        Op::IdMiss | Op::IdMissAlone | Op::BlackHoleId => note.push_str(
             "; also distinct cache_ttl_seconds; every instance counts 0, so peers are only \
              counted (never cached), no page is fetched",
         ),

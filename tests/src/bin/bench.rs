@@ -11,6 +11,10 @@ mod load;
 mod network;
 #[path = "../bench/network_report.rs"]
 mod network_report;
+#[path = "../bench/peer_auth.rs"]
+mod peer_auth;
+#[path = "../bench/peer_auth_report.rs"]
+mod peer_auth_report;
 #[path = "../bench/pgbench.rs"]
 mod pgbench;
 #[path = "../bench/phases.rs"]
@@ -93,7 +97,34 @@ Then, against instance 1 as aggregator, at --concurrency for --seconds each:
     distinct cache_ttl_seconds, then (breaker closed again) with distinct name filters.
 Then 10 children, --items-per-instance-x10 items each (default: the same total as the
 three), and the cache miss (distinct cache_ttl_seconds) again, for 3 versus 10 instances.
-Prints the same kind of markdown table and the project's network-read goals.";
+Prints the same kind of markdown table and the project's network-read goals.
+
+Peer-signature mode (--peer-auth; neither PostgreSQL nor pgbench is used):
+  cargo run --release -p dpg-tests --bin bench -- --peer-auth [--concurrency 64] [--seconds 10]
+First in this process, one thread, 20,000 timed iterations each after 1,000 untimed: sign a
+fetch_local request of instance 1 to instance 2 of a generated 3-instance signed network
+(page 2 of a filtered read: item_state filter and peer cursor in the JSON body) with
+PeerSigner::headers, then verify every one as instance 2's PeerTrustService::authenticate
+and authorize do (a read; again as a write, which spends the nonce in the in-process cache
+and is not authorized here), the
+RFC 9421 verify_request alone, and the body's Content-Digest alone: p50, p99, mean in us.
+Then end to end, four rounds one after the other: 3 dpg children set up as in --network
+(no fault proxy), --items-per-instance 2000 each, in a document with peer_auth: off and no
+keys (unsigned), then with a fresh Ed25519 key per instance listed in instances[].keys
+(DPG_INSTANCE_KEY) and peer_auth: required (signed), then unsigned and signed again, so
+that drift shows. Before seeding, an unsigned fetch_local straight to instance 2 must get
+401 in a signed round (200 in an unsigned one) and one signed with instance 1's key 200.
+Each round: 2 s of cache misses (not recorded), then for --seconds each GET network fetch
+cache misses with distinct cache_ttl_seconds (the aggregator calls fetch_local on both
+peers) and with distinct item_id filters (count_local on both peers), first at
+--concurrency (CPU-bound on a small machine), then both again one request at a time;
+dpg_peer_requests_received_total on every instance must show only signed peer requests in
+a signed round, only unsigned ones in an unsigned round; the instances' CPU time (utime +
+stime from /proc/<pid>/stat) is read around every phase. Prints the in-process table, the
+rounds' measurement table, signed versus unsigned per round, pooled, and each kind's drift
+between rounds (requests/s, p50, p99, instances' CPU per request), and the two goals
+(verification under 100 us; the signed network fetch's median within 10% of the unsigned
+one's). The command fails when a check fails.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendChoice {
@@ -102,7 +133,8 @@ enum BackendChoice {
     Both,
 }
 
-/// `--concurrency` unless given: the default run, and the network-read mode.
+/// `--concurrency` unless given: the default run, and the network-read and peer-signature
+/// modes.
 const DEFAULT_CONCURRENCY: u64 = 32;
 const DEFAULT_NETWORK_CONCURRENCY: u64 = 64;
 
@@ -112,7 +144,8 @@ struct Args {
     /// Items to create (spread over 10 users).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     items: u64,
-    /// Concurrent keep-alive workers (and pgbench clients) [default: 32; 64 with --network].
+    /// Concurrent keep-alive workers (and pgbench clients) [default: 32; 64 with --network or
+    /// --peer-auth].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     concurrency: Option<u64>,
     /// Duration of every timed phase (baseline, cold fetch, warm fetch, each pgbench run).
@@ -142,6 +175,10 @@ struct Args {
     /// same total as the network of 3].
     #[arg(long, requires = "network", value_parser = clap::value_parser!(u64).range(1..))]
     items_per_instance_x10: Option<u64>,
+    /// Peer-signature mode: signing and verification in process, then networks of 3
+    /// embedded instances unsigned and signed, interleaved (see below).
+    #[arg(long, conflicts_with_all = ["items", "backend", "postgres_url", "redis_url", "network"])]
+    peer_auth: bool,
 }
 
 #[tokio::main]
@@ -160,6 +197,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     dpg_tests::support::instance::install_crypto_provider();
     if args.network {
         return run_network(args).await;
+    }
+    if args.peer_auth {
+        return run_peer_auth(args).await;
     }
     let command: Vec<String> = std::env::args().collect();
     let concurrency = args.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
@@ -353,6 +393,166 @@ async fn run_network(args: Args) -> anyhow::Result<()> {
     }
     println!("## Goals\n");
     println!("{}", network_report::goals_table(&reports, concurrency));
+    println!("/proc/loadavg at the end: {}\n", load_average());
+    let errors = network_report::errors_section(&reports);
+    if errors.is_empty() {
+        println!("No request failed.");
+    } else {
+        println!("## ERRORS (non-2xx, failed or malformed answers)\n\n{errors}");
+        eprintln!("SOME REQUESTS FAILED: see the ERRORS section of the report");
+    }
+    if !failures.is_empty() {
+        println!("\n## Could not run\n");
+        for failure in &failures {
+            println!("- {failure}");
+        }
+        bail!("{} part(s) of the benchmark could not run", failures.len());
+    }
+    Ok(())
+}
+
+/// `--peer-auth`: signing and verification in process, then unsigned and signed networks of
+/// three, interleaved.
+async fn run_peer_auth(args: Args) -> anyhow::Result<()> {
+    let command: Vec<String> = std::env::args().collect();
+    let concurrency = args.concurrency.unwrap_or(DEFAULT_NETWORK_CONCURRENCY);
+    println!("# dpg peer-signature benchmark\n");
+    println!("- command: `{}`", command.join(" "));
+    println!(
+        "- settings: --peer-auth --concurrency {concurrency} --seconds {}; {} items per \
+         instance; in process {} timed iterations per measurement",
+        args.seconds,
+        peer_auth::ITEMS_PER_INSTANCE,
+        peer_auth::MICRO_ITERATIONS
+    );
+    println!("- machine: {}", report::machine());
+    if cfg!(debug_assertions) {
+        println!("- WARNING: this is a debug build of the load generator; use --release");
+    }
+    let dpg = dpg_binary(args.dpg.as_deref())?;
+    println!("- dpg binary: {}", dpg.display());
+    println!(
+        "- instances: 3, embedded storage, own temporary data directories, RUST_LOG=warn, \
+         SERVED_DOMAINS=yellow_dot/student, NETWORK_FETCH_BUDGET_PER_MINUTE={}, \
+         NETWORK_CACHE_MAX_TTL_SECONDS={}; one document from examples/dev.network.json \
+         listing the 3 for `student`; instance 1 is the aggregator. Unsigned: `peer_auth: \
+         off`, no keys. Signed: `peer_auth: required`, a fresh Ed25519 key per instance \
+         (DPG_INSTANCE_KEY) listed in `instances[].keys`",
+        network::FETCH_BUDGET_PER_MINUTE,
+        network::MAX_CACHE_TTL_SECONDS,
+    );
+    println!(
+        "- load generator: this process, {concurrency} keep-alive connections; rounds in \
+         this order: {}",
+        peer_auth::ROUNDS
+            .iter()
+            .map(|(trust, n)| peer_auth_report::round_name(*trust, *n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "- /proc/loadavg at the start: {} (other processes on this machine share its CPUs)\n",
+        load_average()
+    );
+
+    let dev_network = repo_root()?.join("examples/dev.network.json");
+    let mut failures: Vec<String> = Vec::new();
+
+    eprintln!(
+        "[in process] signing and verifying a fetch_local request, {} times each ...",
+        peer_auth::MICRO_ITERATIONS
+    );
+    let micro = match peer_auth::measure_micro(&dev_network).await {
+        Ok(micro) => Some(micro),
+        Err(error) => {
+            failures.push(format!("in process: {error:#}"));
+            None
+        }
+    };
+
+    let concurrency = usize::try_from(concurrency)?;
+    let settings = network::NetworkSettings {
+        items_per_instance: peer_auth::ITEMS_PER_INSTANCE,
+        x10_items_per_instance: peer_auth::ITEMS_PER_INSTANCE,
+        concurrency,
+        seconds: args.seconds,
+    };
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(concurrency)
+        .tcp_nodelay(true)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("could not build the HTTP client")?;
+    let mut reports = Vec::new();
+    let mut cpus = Vec::new();
+    for (trust, number) in peer_auth::ROUNDS {
+        let mut report = network::NetworkReport {
+            name: peer_auth_report::round_name(trust, number),
+            instances: 3,
+            items_per_instance: settings.items_per_instance,
+            ..network::NetworkReport::default()
+        };
+        let mut cpu = Vec::new();
+        let outcome = peer_auth::measure_round(
+            &dpg,
+            &dev_network,
+            &client,
+            settings,
+            trust,
+            &mut report,
+            &mut cpu,
+        )
+        .await;
+        let name = report.name.clone();
+        reports.push(report);
+        cpus.push(cpu);
+        if let Err(error) = outcome {
+            eprintln!("[{name}] FAILED: {error:#}");
+            failures.push(format!("{name}: {error:#}"));
+            // Later rounds would compare against a round that did not run as meant.
+            break;
+        }
+    }
+
+    println!("## In process: one fetch_local request signed and verified\n");
+    match &micro {
+        Some(micro) => {
+            println!("{}", peer_auth_report::micro_table(micro));
+            println!(
+                "Body ({} bytes): `{}`. One thread of this process, timed per call with \
+                 `Instant`, while the machine runs other work.\n",
+                micro.body.len(),
+                micro.body
+            );
+        }
+        None => println!("Not measured (see \"Could not run\").\n"),
+    }
+    let rounds: Vec<peer_auth_report::Round> = peer_auth::ROUNDS
+        .iter()
+        .zip(reports.iter().zip(&cpus))
+        .map(|((trust, number), (report, cpu))| peer_auth_report::Round {
+            trust: *trust,
+            number: *number,
+            report,
+            cpu,
+        })
+        .collect();
+    println!("## End to end: network of 3, unsigned and signed rounds\n");
+    println!("{}", network_report::measurement_table(&reports));
+    for note in reports.iter().flat_map(|report| &report.notes) {
+        println!("- {note}");
+    }
+    println!("\n## Signed versus unsigned\n");
+    println!(
+        "{}",
+        peer_auth_report::comparison_table(&rounds, concurrency)
+    );
+    println!("## Goals\n");
+    println!(
+        "{}",
+        peer_auth_report::goals_table(micro.as_ref(), &rounds, concurrency)
+    );
     println!("/proc/loadavg at the end: {}\n", load_average());
     let errors = network_report::errors_section(&reports);
     if errors.is_empty() {

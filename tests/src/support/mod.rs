@@ -3,6 +3,7 @@
 
 pub mod fault_proxy;
 pub mod instance;
+pub mod keys;
 pub mod network;
 pub mod postgres;
 pub mod redis;

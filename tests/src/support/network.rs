@@ -17,10 +17,10 @@ use tempfile::TempDir;
 
 use super::fault_proxy::FaultProxy;
 use super::instance::{InstanceEnv, TestInstance, dev_network, install_crypto_provider};
+use super::keys::{INSTANCE_KEY_ENV, InstanceKey, signed_post_headers};
 use super::postgres::TestPostgres;
 use super::redis::{redis_url, unique_namespace};
 use super::tls_proxy::{TestCa, TlsProxy};
-use dpg_core::peer_auth::SigningKey;
 use dpg_core::services::PeerSigner;
 
 pub const NETWORK: &str = "yellow_dot";
@@ -197,20 +197,17 @@ impl NetworkBuilder {
             Some(index) => Some(localhost_alias(&urls[index])?),
             None => None,
         };
-        let seeds: Vec<[u8; 32]> = (0..self.size)
-            .map(|_| dpg_adapters::crypto::random_key_seed())
-            .collect();
-        let keys: Vec<Option<Value>> = seeds
-            .iter()
-            .enumerate()
-            .map(|(index, seed)| {
-                self.signed.then(|| {
-                    let key = SigningKey::from_seed(seed);
-                    json!({"kid": format!("member{index}-key"), "alg": "ed25519", "public_key": key.public_key_b64url()})
-                })
+        let keys: Vec<Option<InstanceKey>> = (0..self.size)
+            .map(|index| {
+                self.signed
+                    .then(|| InstanceKey::generate(format!("member{index}-key")))
             })
             .collect();
-        let document = self.document(&urls, alias.as_deref(), &keys)?;
+        let listings: Vec<Option<Value>> = keys
+            .iter()
+            .map(|key| key.as_ref().map(InstanceKey::listing))
+            .collect();
+        let document = self.document(&urls, alias.as_deref(), &listings)?;
         let document_path = document_dir.path().join("network.json");
         std::fs::write(&document_path, serde_json::to_vec_pretty(&document)?)
             .context("writing the network document")?;
@@ -242,12 +239,8 @@ impl NetworkBuilder {
             if ca.is_some() && !self.untrusting.contains(&index) {
                 env = env.set("PEER_CA_FILE", ca_path.display().to_string());
             }
-            if self.signed {
-                use base64::Engine;
-                env = env.set(
-                    "DPG_INSTANCE_KEY",
-                    base64::engine::general_purpose::STANDARD.encode(seeds[index]),
-                );
+            if let Some(key) = &keys[index] {
+                env = env.set(INSTANCE_KEY_ENV, key.env_value());
             }
             if let Some(database) = &databases[index] {
                 env = env
@@ -297,14 +290,9 @@ impl NetworkBuilder {
                 _database: database,
             });
         }
-        let signers = seeds
+        let signers = keys
             .iter()
-            .enumerate()
-            .map(|(index, seed)| {
-                self.signed.then(|| {
-                    PeerSigner::new(SigningKey::from_seed(seed), format!("member{index}-key"))
-                })
-            })
+            .map(|key| key.as_ref().map(InstanceKey::signer))
             .collect();
         Ok(TestNetwork {
             members,
@@ -520,16 +508,8 @@ impl TestNetwork {
         let bytes = body.to_string().into_bytes();
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         if let Some(signer) = self.signer(from) {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .context("clock before 1970")?
-                .as_secs() as i64;
-            let nonce = uuid::Uuid::new_v4().simple().to_string();
             let target = format!("{}{path}", self.url(index));
-            let signed = signer
-                .headers("POST", &target, "application/json", &bytes, now, &nonce)
-                .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
-            headers.extend(signed.into_iter().map(|(n, v)| (n.to_string(), v)));
+            headers.extend(signed_post_headers(signer, &target, &bytes)?);
         }
         self.post_raw(index, path, &headers, bytes).await
     }

@@ -1,0 +1,304 @@
+//! `Outbox` on SQL: claims with leases, so that dispatchers of several replicas never deliver
+//! one entry at the same time.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dpg_core::error::CoreError;
+use dpg_core::model::{OutboxCounts, OutboxEntry, OutboxState};
+use dpg_core::ports::Outbox;
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+};
+use uuid::Uuid;
+
+use super::database::SqlDatabase;
+use super::entity::item::to_millis;
+use super::entity::outbox::{self, Column, Entity, into_entries};
+use super::errors::storage_error;
+
+/// The outbox in the `outbox` table of PostgreSQL or SQLite.
+#[derive(Clone)]
+pub struct SqlOutbox {
+    conn: DatabaseConnection,
+    backend: DbBackend,
+}
+
+impl std::fmt::Debug for SqlOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlOutbox")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl SqlOutbox {
+    pub fn new(database: &SqlDatabase) -> Self {
+        SqlOutbox {
+            conn: database.connection().clone(),
+            backend: database.db_backend(),
+        }
+    }
+
+    /// `state = 'pending'` as a literal, not a bound value: PostgreSQL's generic plans of a
+    /// prepared statement use the partial `outbox_due_idx` only when they can see the value.
+    fn pending() -> Condition {
+        Condition::all().add(Expr::col((Entity, Column::State)).eq(Expr::cust("'pending'")))
+    }
+
+    /// Pending and due at `now`, and not leased by another claimer.
+    fn due(now: DateTime<Utc>) -> Condition {
+        let now = to_millis(now);
+        Self::pending().add(Column::NextAttemptAt.lte(now)).add(
+            Condition::any()
+                .add(Column::LeaseUntil.is_null())
+                .add(Column::LeaseUntil.lte(now)),
+        )
+    }
+}
+
+#[async_trait]
+impl Outbox for SqlOutbox {
+    /// One statement: `UPDATE outbox SET lease_until = .. WHERE id IN (SELECT id .. LIMIT n
+    /// FOR UPDATE SKIP LOCKED) RETURNING *`. On PostgreSQL a row another claimer holds is
+    /// skipped, and one it leased meanwhile fails the re-checked condition; SQLite runs one
+    /// writing statement at a time.
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<OutboxEntry>, CoreError> {
+        let op = "claim outbox entries";
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut candidates = Query::select();
+        candidates
+            .column(Column::Id)
+            .from(Entity)
+            .cond_where(Self::due(now))
+            .order_by(Column::NextAttemptAt, sea_orm::Order::Asc)
+            .order_by(Column::CreatedAt, sea_orm::Order::Asc)
+            .order_by(Column::Id, sea_orm::Order::Asc)
+            .limit(u64::from(limit));
+        if self.backend == DbBackend::Postgres {
+            candidates.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let mut statement = Entity::update_many()
+            .col_expr(Column::LeaseUntil, Expr::val(to_millis(lease_until)))
+            .filter(Column::Id.in_subquery(candidates))
+            .into_query();
+        statement.returning_all();
+        let rows = self
+            .conn
+            .query_all(&statement)
+            .await
+            .map_err(|e| storage_error(op, &e))?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| outbox::Model::from_query_result(row, ""))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| storage_error(op, &e))?;
+        // RETURNING keeps no order: oldest due first, as documented.
+        claimed.sort_by(|a, b| {
+            (a.next_attempt_at, a.created_at, a.id).cmp(&(b.next_attempt_at, b.created_at, b.id))
+        });
+        into_entries(claimed)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn release(&self, ids: &[Uuid], due: DateTime<Utc>) -> Result<(), CoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        Entity::update_many()
+            .col_expr(Column::NextAttemptAt, Expr::val(to_millis(due)))
+            .col_expr(Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
+            .filter(Self::pending())
+            .filter(Column::Id.is_in(ids.iter().copied()))
+            .exec(&self.conn)
+            .await
+            .map(drop)
+            .map_err(|e| storage_error("release outbox entries", &e))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn mark_delivered(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), CoreError> {
+        Entity::update_many()
+            .col_expr(Column::State, Expr::val(OutboxState::Delivered.as_str()))
+            .col_expr(Column::FinishedAt, Expr::val(to_millis(at)))
+            .col_expr(Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
+            .filter(Column::Id.eq(id))
+            .exec(&self.conn)
+            .await
+            .map(drop)
+            .map_err(|e| storage_error("mark outbox entry delivered", &e))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, last_error))]
+    async fn reschedule(
+        &self,
+        id: Uuid,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        last_error: &str,
+    ) -> Result<(), CoreError> {
+        Entity::update_many()
+            .col_expr(Column::Attempts, Expr::val(outbox_count(attempts)))
+            .col_expr(Column::NextAttemptAt, Expr::val(to_millis(next_attempt_at)))
+            .col_expr(Column::LastError, Expr::val(last_error))
+            .col_expr(Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
+            .filter(Self::pending())
+            .filter(Column::Id.eq(id))
+            .exec(&self.conn)
+            .await
+            .map(drop)
+            .map_err(|e| storage_error("reschedule outbox entry", &e))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, reason))]
+    async fn dead_letter(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), CoreError> {
+        Entity::update_many()
+            .col_expr(Column::State, Expr::val(OutboxState::Dead.as_str()))
+            .col_expr(Column::FinishedAt, Expr::val(to_millis(at)))
+            .col_expr(Column::LastError, Expr::val(reason))
+            .col_expr(Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
+            .filter(Self::pending())
+            .filter(Column::Id.eq(id))
+            .exec(&self.conn)
+            .await
+            .map(drop)
+            .map_err(|e| storage_error("dead-letter outbox entry", &e))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn defer_destination(
+        &self,
+        destination: &str,
+        until: DateTime<Utc>,
+    ) -> Result<u64, CoreError> {
+        let until = to_millis(until);
+        Entity::update_many()
+            .col_expr(Column::NextAttemptAt, Expr::val(until))
+            .filter(Self::pending())
+            .filter(Column::Destination.eq(destination))
+            .filter(Column::NextAttemptAt.lt(until))
+            .exec(&self.conn)
+            .await
+            .map(|result| result.rows_affected)
+            .map_err(|e| storage_error("defer outbox destination", &e))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn wake_destination(
+        &self,
+        destination: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, CoreError> {
+        let now = to_millis(now);
+        Entity::update_many()
+            .col_expr(Column::NextAttemptAt, Expr::val(now))
+            .filter(Self::pending())
+            .filter(Column::Destination.eq(destination))
+            .filter(Column::NextAttemptAt.gt(now))
+            .exec(&self.conn)
+            .await
+            .map(|result| result.rows_affected)
+            .map_err(|e| storage_error("wake outbox destination", &e))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn redrive(
+        &self,
+        destination: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, CoreError> {
+        // `last_error` stays: it tells operators why the entry had died.
+        let mut update = Entity::update_many()
+            .col_expr(Column::State, Expr::val(OutboxState::Pending.as_str()))
+            .col_expr(Column::Attempts, Expr::val(0))
+            .col_expr(Column::NextAttemptAt, Expr::val(to_millis(now)))
+            .col_expr(Column::FinishedAt, Expr::val(None::<DateTime<Utc>>))
+            .col_expr(Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
+            .filter(Column::State.eq(OutboxState::Dead.as_str()));
+        if let Some(destination) = destination {
+            update = update.filter(Column::Destination.eq(destination));
+        }
+        update
+            .exec(&self.conn)
+            .await
+            .map(|result| result.rows_affected)
+            .map_err(|e| storage_error("redrive outbox entries", &e))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn counts(&self, now: DateTime<Utc>) -> Result<OutboxCounts, CoreError> {
+        let op = "count outbox entries";
+        let count = |state: OutboxState| {
+            Entity::find()
+                .filter(Column::State.eq(state.as_str()))
+                .count(&self.conn)
+        };
+        let pending = count(OutboxState::Pending)
+            .await
+            .map_err(|e| storage_error(op, &e))?;
+        let delivered = count(OutboxState::Delivered)
+            .await
+            .map_err(|e| storage_error(op, &e))?;
+        let dead = count(OutboxState::Dead)
+            .await
+            .map_err(|e| storage_error(op, &e))?;
+        let oldest = Entity::find()
+            .filter(Self::pending())
+            .order_by_asc(Column::CreatedAt)
+            .one(&self.conn)
+            .await
+            .map_err(|e| storage_error(op, &e))?;
+        let oldest_pending_seconds =
+            oldest.map(|row| u64::try_from((now - row.created_at).num_seconds()).unwrap_or(0));
+        Ok(OutboxCounts {
+            pending,
+            delivered,
+            dead,
+            oldest_pending_seconds,
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn list_undelivered(&self, limit: u32) -> Result<Vec<OutboxEntry>, CoreError> {
+        let rows = Entity::find()
+            .filter(
+                Column::State.is_in([OutboxState::Pending.as_str(), OutboxState::Dead.as_str()]),
+            )
+            .order_by_desc(Column::CreatedAt)
+            .order_by_desc(Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.conn)
+            .await
+            .map_err(|e| storage_error("list undelivered outbox entries", &e))?;
+        into_entries(rows)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn prune_delivered(&self, before: DateTime<Utc>) -> Result<u64, CoreError> {
+        Entity::delete_many()
+            .filter(Column::State.eq(OutboxState::Delivered.as_str()))
+            .filter(Column::FinishedAt.lt(to_millis(before)))
+            .exec(&self.conn)
+            .await
+            .map(|result| result.rows_affected)
+            .map_err(|e| storage_error("prune delivered outbox entries", &e))
+    }
+}
+
+fn outbox_count(attempts: u32) -> i32 {
+    super::entity::action::to_count(attempts)
+}
