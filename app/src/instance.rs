@@ -16,8 +16,8 @@ use dpg_adapters::metered_cache::MeteredCache;
 use dpg_adapters::peer_http::{HttpPeerTransport, PeerHttpConfig};
 use dpg_adapters::redis::RedisCache;
 use dpg_adapters::sql::{
-    PoolSettings, SqlApiKeyRepository, SqlDatabase, SqlItemRepository, SqlSchemaStore,
-    SqlSessionRepository, SqlUserRepository,
+    PoolSettings, SqlActionRepository, SqlApiKeyRepository, SqlDatabase, SqlItemRepository,
+    SqlSchemaStore, SqlSessionRepository, SqlUserRepository,
 };
 use dpg_adapters::system::{SystemClock, TokioTimer, UuidV7Generator};
 use dpg_core::model::InstanceIdentity;
@@ -226,7 +226,7 @@ impl Instance {
             },
         ));
         let action_repository: Arc<dyn ActionRepository> =
-            Arc::new(crate::pending_actions::PendingActionRepository);
+            Arc::new(SqlActionRepository::new(&database));
         let actions = Arc::new(ActionService::new(ActionServiceDeps {
             actions: action_repository,
             items: repository.clone(),

@@ -5,7 +5,6 @@ pub mod devnet;
 pub mod healthcheck;
 pub mod instance;
 pub mod keys;
-mod pending_actions;
 pub mod telemetry;
 
 pub use config::Config;
