@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the tests need, in one command: formatting, lints, the core purity guard and
 # the whole test suite (unit, adapter suites on SQLite/PostgreSQL and memory/Redis, HTTP,
-# OpenAPI drift). PostgreSQL and Redis must answer (see .ci/run); tests fail if they do not.
+# OpenAPI drift), then the API gate (tests/api-gate.sh). PostgreSQL and Redis must answer (see
+# .ci/run); tests fail if they do not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +28,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+step "API gate (OpenAPI validator, scenarios and schemathesis against a live instance)"
+tests/api-gate.sh

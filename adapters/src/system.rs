@@ -1,4 +1,4 @@
-//! The system clock and id generator.
+//! The system clock, timer, randomness and id generator.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use dpg_core::ports::{Clock, IdGenerator};
@@ -51,5 +51,15 @@ pub struct TokioTimer;
 impl dpg_core::ports::Timer for TokioTimer {
     async fn sleep(&self, duration: std::time::Duration) {
         tokio::time::sleep(duration).await;
+    }
+}
+
+/// Jitter from the thread-local generator.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemRandom;
+
+impl dpg_core::ports::Random for SystemRandom {
+    fn up_to(&self, max: u64) -> u64 {
+        rand::random_range(0..=max)
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use dpg_core::model::{ServedBindings, base_url};
 use dpg_core::ports::SchemaLocation;
+use dpg_core::services::OutboxSettings;
 
 /// The bundled network document of the embedded default (yellow_dot, this instance only).
 pub const DEFAULT_NETWORK_FILE: &str = "examples/dev.network.json";
@@ -140,6 +141,8 @@ pub struct Config {
     /// Created (or promoted) as administrator at start-up (`DPG_ADMIN_EMAIL`, `DPG_ADMIN_PASSWORD`).
     pub bootstrap_admin: Option<(String, Secret)>,
     pub peers: PeerConfig,
+    /// Delivery of events to source instances (`OUTBOX_*`).
+    pub outbox: OutboxSettings,
     pub body_limit_bytes: usize,
     pub json_max_depth: usize,
     pub local_fetch_cache_ttl: Duration,
@@ -223,7 +226,7 @@ impl Config {
             (Environment::Development, value) => value == Some("true"),
         };
 
-        Ok(Config {
+        let config = Config {
             database: database_config(&get, &data_dir)?,
             database_pool_size: get("DATABASE_POOL_SIZE")
                 .map(|raw| parse_or("DATABASE_POOL_SIZE", Some(raw), 0u32))
@@ -317,6 +320,7 @@ impl Config {
                 },
                 ca_file: get("PEER_CA_FILE").map(PathBuf::from),
             },
+            outbox: outbox_settings(&get)?,
             auth_enabled,
             signup_enabled: match get("AUTH_SIGNUP_ENABLED") {
                 Some(v) => v == "true",
@@ -354,7 +358,17 @@ impl Config {
                 1000u64,
             )?),
             log_json: get("LOG_FORMAT").as_deref() != Some("pretty"),
-        })
+        };
+        // A lease shorter than one delivery would let another replica send the same event
+        // while the first attempt is still running.
+        if config.outbox.lease <= config.peers.call_timeout {
+            return Err(format!(
+                "OUTBOX_LEASE_SECONDS ({} s) must be longer than PEER_TIMEOUT_MS ({} ms)",
+                config.outbox.lease.as_secs(),
+                config.peers.call_timeout.as_millis()
+            ));
+        }
+        Ok(config)
     }
 
     pub fn is_development(&self) -> bool {
@@ -376,6 +390,41 @@ fn api_key_prefix_of(instance_name: &str) -> String {
         cleaned
     };
     format!("{cleaned}_")
+}
+
+fn outbox_settings(get: &impl Fn(&str) -> Option<String>) -> Result<OutboxSettings, String> {
+    let defaults = OutboxSettings::default();
+    let millis = |name: &str, default: Duration| -> Result<Duration, String> {
+        let ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+        Ok(Duration::from_millis(parse_or(name, get(name), ms)?))
+    };
+    let seconds = |name: &str, unit: u64, default: Duration| -> Result<Duration, String> {
+        let value = parse_or(name, get(name), default.as_secs() / unit)?;
+        Ok(Duration::from_secs(value.saturating_mul(unit)))
+    };
+    Ok(OutboxSettings {
+        poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", defaults.poll_interval)?
+            .max(Duration::from_millis(10)),
+        concurrency_per_destination: parse_or(
+            "OUTBOX_CONCURRENCY_PER_PEER",
+            get("OUTBOX_CONCURRENCY_PER_PEER"),
+            defaults.concurrency_per_destination,
+        )?
+        .max(1),
+        backoff_base: millis("OUTBOX_BACKOFF_BASE_MS", defaults.backoff_base)?
+            .max(Duration::from_millis(1)),
+        backoff_cap_young: seconds("OUTBOX_BACKOFF_CAP_SECONDS", 1, defaults.backoff_cap_young)?,
+        backoff_cap_old: seconds(
+            "OUTBOX_BACKOFF_LATE_CAP_SECONDS",
+            1,
+            defaults.backoff_cap_old,
+        )?,
+        lease: seconds("OUTBOX_LEASE_SECONDS", 1, defaults.lease)?.max(Duration::from_secs(1)),
+        horizon: seconds("OUTBOX_HORIZON_HOURS", 3600, defaults.horizon)?,
+        retention: seconds("OUTBOX_RETENTION_DAYS", 86_400, defaults.retention)?,
+        drain_timeout: seconds("OUTBOX_DRAIN_TIMEOUT_SECONDS", 1, defaults.drain_timeout)?,
+        ..defaults
+    })
 }
 
 fn parse_or<T: std::str::FromStr>(
@@ -577,6 +626,30 @@ mod tests {
         assert_eq!(c.api_key_prefix, "dpg_");
         assert!(c.allowed_origins.is_empty());
         assert_eq!(c.bootstrap_admin, None);
+        assert_eq!(c.outbox, OutboxSettings::default());
+    }
+
+    #[test]
+    fn outbox_settings() {
+        let c = config(&[
+            ("OUTBOX_POLL_INTERVAL_MS", "250"),
+            ("OUTBOX_CONCURRENCY_PER_PEER", "0"),
+            ("OUTBOX_BACKOFF_BASE_MS", "500"),
+            ("OUTBOX_HORIZON_HOURS", "24"),
+            ("OUTBOX_RETENTION_DAYS", "2"),
+        ])
+        .expect("outbox");
+        assert_eq!(c.outbox.poll_interval, Duration::from_millis(250));
+        assert_eq!(c.outbox.concurrency_per_destination, 1);
+        assert_eq!(c.outbox.backoff_base, Duration::from_millis(500));
+        assert_eq!(c.outbox.horizon, Duration::from_secs(24 * 3600));
+        assert_eq!(c.outbox.retention, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.outbox.backoff_cap_young, Duration::from_secs(60));
+        let err = config(&[("OUTBOX_HORIZON_HOURS", "soon")]).expect_err("invalid");
+        assert!(err.contains("OUTBOX_HORIZON_HOURS"), "{err}");
+        let err = config(&[("OUTBOX_LEASE_SECONDS", "2"), ("PEER_TIMEOUT_MS", "5000")])
+            .expect_err("lease too short");
+        assert!(err.contains("OUTBOX_LEASE_SECONDS"), "{err}");
     }
 
     #[test]

@@ -17,13 +17,14 @@ use dpg_adapters::peer_http::{HttpPeerTransport, PeerHttpConfig};
 use dpg_adapters::redis::RedisCache;
 use dpg_adapters::sql::{
     PoolSettings, SqlActionRepository, SqlApiKeyRepository, SqlDatabase, SqlItemRepository,
-    SqlSchemaStore, SqlSessionRepository, SqlUserRepository,
+    SqlOutbox, SqlSchemaStore, SqlSessionRepository, SqlUserRepository,
 };
-use dpg_adapters::system::{SystemClock, TokioTimer, UuidV7Generator};
+use dpg_adapters::system::{SystemClock, SystemRandom, TokioTimer, UuidV7Generator};
 use dpg_core::model::InstanceIdentity;
 use dpg_core::network::{CatalogHandle, CatalogOrigin, NetworkCatalog, SchemaCompiler};
 use dpg_core::ports::{
-    ActionRepository, Authenticator, Cache, Clock, ItemRepository, PeerTransport, SchemaLocation,
+    ActionRepository, Authenticator, Cache, Clock, ItemRepository, Outbox, PeerTransport,
+    SchemaLocation,
 };
 use dpg_core::services::auth::AuthLimits;
 use dpg_core::services::network_fetch::BreakerSettings;
@@ -31,7 +32,8 @@ use dpg_core::services::rate_limit::Limit;
 use dpg_core::services::{
     ActionService, ActionServiceDeps, AuthService, AuthServiceDeps, AuthSettings, HealthService,
     ItemService, ItemServiceDeps, NetworkFetchDeps, NetworkFetchService, NetworkFetchSettings,
-    NetworkSchemaService, PeerItemsService, PeerTrustService, SchemaServiceDeps,
+    NetworkSchemaService, OutboxAdmin, OutboxDeps, OutboxDispatcher, PeerItemsService,
+    PeerTrustService, SchemaServiceDeps,
 };
 use dpg_openapi::cors::CorsPolicy;
 use dpg_openapi::state::{CookieSettings, PublicKeyOut};
@@ -48,6 +50,8 @@ pub struct Instance {
     pub config: Config,
     pub database: SqlDatabase,
     pub schemas: Arc<NetworkSchemaService>,
+    /// Delivers stored events to other instances (when this instance has an outbox).
+    pub outbox: Option<Arc<OutboxDispatcher>>,
     app: BoxEndpoint<'static, Response>,
 }
 
@@ -178,12 +182,37 @@ impl Instance {
             None => tracing::warn!("no instance key: peer requests are not signed"),
         }
         let transport: Arc<dyn PeerTransport> = Arc::new(transport);
-        let peer_trust = Arc::new(PeerTrustService::new(
+        let outbox_store = outbox_store(&database);
+        let dispatcher = outbox_store.clone().map(|outbox| {
+            Arc::new(OutboxDispatcher::new(
+                OutboxDeps {
+                    outbox,
+                    transport: transport.clone(),
+                    clock: clock.clone(),
+                    timer: Arc::new(TokioTimer),
+                    random: Arc::new(SystemRandom),
+                },
+                config.outbox.clone(),
+            ))
+        });
+        let outbox_admin = match (&outbox_store, &dispatcher) {
+            (Some(store), Some(dispatcher)) => Some(Arc::new(
+                OutboxAdmin::new(store.clone(), clock.clone(), dispatcher.notifier())
+                    .with_dispatcher(dispatcher.clone()),
+            )),
+            _ => None,
+        };
+        let mut peer_trust = PeerTrustService::new(
             catalog.clone(),
             identity.clone(),
             cache.clone(),
             clock.clone(),
-        ));
+        );
+        if let Some(dispatcher) = &dispatcher {
+            // A peer that proves itself is up: its waiting events go at once.
+            peer_trust = peer_trust.with_contacts(dispatcher.clone());
+        }
+        let peer_trust = Arc::new(peer_trust);
 
         let repository: Arc<dyn ItemRepository> = Arc::new(SqlItemRepository::new(&database));
         let items = Arc::new(ItemService::new(ItemServiceDeps {
@@ -266,6 +295,7 @@ impl Instance {
             public_keys,
             schemas: schemas.clone(),
             health: Arc::new(HealthService::new(repository, cache, catalog)),
+            outbox: outbox_admin,
             accounts,
             identity,
             authenticator,
@@ -279,6 +309,7 @@ impl Instance {
         });
         let metrics = telemetry::metrics_handle();
         let pool_db = database.clone();
+        let outbox_metrics = dispatcher.clone();
         let app = dpg_openapi::app(
             state,
             HttpSettings {
@@ -299,6 +330,9 @@ impl Instance {
                         .set(stats.in_use);
                     metrics::gauge!("dpg_db_pool_connections", "state" => "idle").set(stats.idle);
                     metrics::gauge!("dpg_db_pool_connections", "state" => "max").set(stats.max);
+                    if let Some(dispatcher) = &outbox_metrics {
+                        record_outbox_metrics(&dispatcher.stats());
+                    }
                     metrics.render()
                 })),
             },
@@ -307,6 +341,7 @@ impl Instance {
             config,
             database,
             schemas,
+            outbox: dispatcher,
             app: app.boxed(),
         })
     }
@@ -322,11 +357,34 @@ impl Instance {
             self.schemas.clone(),
             self.config.schema_refresh_interval,
         ));
+        let (stop_outbox, outbox_stopped) = futures::channel::oneshot::channel::<()>();
+        let outbox = self.outbox.clone().map(|dispatcher| {
+            tokio::spawn(async move {
+                dispatcher
+                    .run(async {
+                        let _ = outbox_stopped.await;
+                    })
+                    .await
+            })
+        });
         tracing::info!(address = %listener.local_addr, base_url = %self.config.base_url, "listening");
         let result = Server::new_with_acceptor(listener.acceptor)
             .run_with_graceful_shutdown(self.app, shutdown, Some(Duration::from_secs(10)))
             .await;
         refresher.abort();
+        // Requests are drained (they may have written outbox rows); now the outbox: stop
+        // claiming, finish what is in flight within its bound, give back the rest.
+        let _ = stop_outbox.send(());
+        if let Some(outbox) = outbox {
+            match outbox.await {
+                Ok(report) => tracing::info!(
+                    released = report.released,
+                    abandoned = report.abandoned,
+                    "outbox drained"
+                ),
+                Err(err) => tracing::warn!(error = %err, "the outbox dispatcher failed"),
+            }
+        }
         self.database.close().await;
         tracing::info!("stopped");
         result.context("server error")
@@ -392,6 +450,37 @@ pub fn accounts_service(
             ..AuthSettings::default()
         },
     )
+}
+
+/// The event outbox on this instance's database (an `Option` so that an instance without
+/// one runs no dispatcher and its admin routes answer 503).
+pub fn outbox_store(database: &SqlDatabase) -> Option<Arc<dyn Outbox>> {
+    Some(Arc::new(SqlOutbox::new(database)))
+}
+
+/// Outbox gauges and attempt counters for `/metrics` (read at scrape time).
+fn record_outbox_metrics(stats: &dpg_core::services::outbox::OutboxStats) {
+    if let Some(counts) = stats.counts {
+        for (state, value) in [
+            ("pending", counts.pending),
+            ("delivered", counts.delivered),
+            ("dead", counts.dead),
+        ] {
+            metrics::gauge!("dpg_outbox_entries", "state" => state).set(value as f64);
+        }
+        metrics::gauge!("dpg_outbox_oldest_pending_seconds")
+            .set(counts.oldest_pending_seconds.unwrap_or(0) as f64);
+    }
+    for (outcome, value) in [
+        ("delivered", stats.attempts_delivered),
+        ("retry", stats.attempts_retried),
+        ("dead", stats.attempts_dead),
+        ("expired", stats.expired),
+    ] {
+        metrics::counter!("dpg_outbox_delivery_attempts_total", "outcome" => outcome)
+            .absolute(value);
+    }
+    metrics::gauge!("dpg_outbox_in_flight").set(stats.in_flight as f64);
 }
 
 /// Reloads the network documents with conditional requests at a fixed interval. A failure

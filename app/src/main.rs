@@ -63,6 +63,26 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Inspect the event outbox (deliveries of events to other instances).
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Print the totals and the undelivered entries (pending and dead), newest first, as JSON.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Make dead-lettered deliveries pending again (all, or those to one instance).
+    Redrive {
+        /// Base URL of the destination instance.
+        #[arg(long)]
+        destination: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +196,7 @@ fn main() -> ExitCode {
                         password_stdin,
                     },
             }) => create_admin(&config, &email, &name, password_stdin).await,
+            Some(Command::Outbox { command }) => outbox(&config, command).await,
             _ => serve(config).await,
         }
     });
@@ -233,6 +254,54 @@ async fn create_admin(
             "{} is now an administrator ({}); its password is unchanged",
             admin.email, admin.id
         );
+    }
+    database.close().await;
+    Ok(())
+}
+
+async fn outbox(config: &Config, command: OutboxCommand) -> anyhow::Result<()> {
+    use dpg_core::services::{OutboxAdmin, OutboxNotifier};
+    use std::sync::Arc;
+    let database = dpg_adapters::sql::SqlDatabase::connect(&config.database.url()).await?;
+    database.migrate().await?;
+    let Some(store) = dpg_app::instance::outbox_store(&database) else {
+        anyhow::bail!("this instance has no event outbox");
+    };
+    // A running server's dispatcher finds redriven rows at its next poll.
+    let admin = OutboxAdmin::new(
+        store,
+        Arc::new(dpg_adapters::system::SystemClock),
+        OutboxNotifier::detached(),
+    );
+    match command {
+        OutboxCommand::List { limit } => {
+            let overview = admin.overview(limit.clamp(1, 10_000)).await?;
+            let entries: Vec<serde_json::Value> = overview
+                .undelivered
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "id": e.id,
+                        "destination": e.destination,
+                        "action_name": e.action_name,
+                        "action_id": e.action_id,
+                        "update_count": e.update_count,
+                        "state": e.state.as_str(),
+                        "attempts": e.attempts,
+                        "next_attempt_at": e.next_attempt_at,
+                        "last_error": e.last_error,
+                        "created_at": e.created_at,
+                        "finished_at": e.finished_at,
+                    })
+                })
+                .collect();
+            let out = serde_json::json!({"counts": overview.counts, "undelivered": entries});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        OutboxCommand::Redrive { destination } => {
+            let redriven = admin.redrive(destination).await?;
+            println!("{redriven} dead deliveries are pending again");
+        }
     }
     database.close().await;
     Ok(())

@@ -76,7 +76,10 @@ pub struct ItemOut {
     pub item_instance_url: String,
     pub item_schema_url: String,
     pub item_state: Value,
+    /// Null when the item has no coordinates.
+    #[oai(nullable)]
     pub item_latitude: Option<f64>,
+    #[oai(nullable)]
     pub item_longitude: Option<f64>,
     pub created_by: String,
     /// ISO 8601, UTC, milliseconds.
@@ -213,6 +216,89 @@ pub struct ReadinessChecksOut {
     pub cache: String,
     /// Number of loaded network documents.
     pub network_documents: u64,
+    /// Event deliveries to other instances (reported only; absent without an outbox).
+    #[oai(skip_serializing_if_is_none)]
+    pub outbox: Option<OutboxCountsOut>,
+}
+
+/// Totals of the event outbox.
+#[derive(Debug, Clone, Object)]
+pub struct OutboxCountsOut {
+    /// Waiting for (another) delivery attempt.
+    pub pending: u64,
+    /// Delivered and not yet pruned.
+    pub delivered: u64,
+    /// Given up on (`dpg outbox redrive` or `POST /api/v1/admin/outbox/redrive` sends them again).
+    pub dead: u64,
+    /// Age in seconds of the oldest pending delivery; null when none is pending.
+    #[oai(nullable)]
+    pub oldest_pending_seconds: Option<u64>,
+}
+
+impl From<dpg_core::model::OutboxCounts> for OutboxCountsOut {
+    fn from(c: dpg_core::model::OutboxCounts) -> Self {
+        OutboxCountsOut {
+            pending: c.pending,
+            delivered: c.delivered,
+            dead: c.dead,
+            oldest_pending_seconds: c.oldest_pending_seconds,
+        }
+    }
+}
+
+/// One undelivered event, as operators see it (the event body is not shown).
+#[derive(Debug, Clone, Object)]
+pub struct OutboxEntryOut {
+    pub id: String,
+    /// Base URL of the instance the event goes to.
+    pub destination: String,
+    pub action_name: String,
+    pub action_id: String,
+    pub update_count: u32,
+    /// `pending` or `dead`.
+    pub state: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    pub next_attempt_at: String,
+    /// Why the last attempt failed (status or error kind; never the peer's answer).
+    #[oai(nullable)]
+    pub last_error: Option<String>,
+    pub created_at: String,
+    #[oai(nullable)]
+    pub finished_at: Option<String>,
+}
+
+impl From<dpg_core::model::OutboxEntry> for OutboxEntryOut {
+    fn from(e: dpg_core::model::OutboxEntry) -> Self {
+        OutboxEntryOut {
+            id: e.id.to_string(),
+            destination: e.destination,
+            action_name: e.action_name,
+            action_id: e.action_id.to_string(),
+            update_count: e.update_count,
+            state: e.state.as_str().to_string(),
+            attempts: e.attempts,
+            next_attempt_at: wire_time(e.next_attempt_at),
+            last_error: e.last_error,
+            created_at: wire_time(e.created_at),
+            finished_at: e.finished_at.map(wire_time),
+        }
+    }
+}
+
+/// `GET /api/v1/admin/outbox`.
+#[derive(Debug, Clone, Object)]
+pub struct OutboxOut {
+    pub counts: OutboxCountsOut,
+    /// Pending and dead entries, newest first.
+    pub undelivered: Vec<OutboxEntryOut>,
+}
+
+/// `POST /api/v1/admin/outbox/redrive`.
+#[derive(Debug, Clone, Object)]
+pub struct RedriveOut {
+    /// Dead entries made pending again.
+    pub redriven: u64,
 }
 
 #[derive(Debug, Clone, Object)]

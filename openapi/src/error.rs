@@ -57,6 +57,8 @@ pub struct PeerReportOut {
     pub instance_url: String,
     /// `ok`, `timeout`, `error`, `invalid`, `circuit_open` or `skipped`.
     pub status: String,
+    /// The instance's count of matching items; null when it gave none.
+    #[oai(nullable)]
     pub count: Option<u64>,
     pub latency_ms: u64,
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use poem::PathPattern;
-use poem::http::{HeaderValue, StatusCode};
+use poem::http::{HeaderValue, Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
 
@@ -44,7 +44,11 @@ pub async fn request_context<E: Endpoint>(
             CorsDecision::Allowed(origin) => Some(origin),
             CorsDecision::NotCors => None,
         };
-        let mut response = if declared_length(&req).is_some_and(|length| length > limits.max_bytes)
+        // GET and HEAD bodies are never read (as in the reference), so their size is not
+        // refused either: those operations do not answer 413.
+        let reads_body = !matches!(method, Method::GET | Method::HEAD);
+        let mut response = if reads_body
+            && declared_length(&req).is_some_and(|length| length > limits.max_bytes)
         {
             too_large_response()
         } else {

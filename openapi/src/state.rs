@@ -6,7 +6,7 @@ use dpg_core::model::InstanceIdentity;
 use dpg_core::ports::Authenticator;
 use dpg_core::services::{
     ActionService, AuthService, HealthService, ItemService, NetworkFetchService,
-    NetworkSchemaService, PeerItemsService, PeerTrustService,
+    NetworkSchemaService, OutboxAdmin, PeerItemsService, PeerTrustService,
 };
 
 use crate::cors::CorsPolicy;
@@ -25,6 +25,8 @@ pub struct ApiState {
     pub public_keys: Vec<PublicKeyOut>,
     pub schemas: Arc<NetworkSchemaService>,
     pub health: Arc<HealthService>,
+    /// The event outbox, for operators and readiness (absent when this instance has none).
+    pub outbox: Option<Arc<OutboxAdmin>>,
     /// Accounts, sessions and API keys (the `/api/auth` routes).
     pub accounts: Arc<AuthService>,
     pub identity: Arc<InstanceIdentity>,

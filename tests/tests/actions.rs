@@ -221,8 +221,27 @@ async fn connect_and_update_twice(net: TestNetwork) {
     );
     assert_eq!(accepted["origin_instance_domain"], net.url(B));
 
-    // What the target's outbox delivers, sent here by B itself (signed): stored once, in any
-    // order, attached to the initiated copy.
+    // The target's outbox delivers every event to the source instance.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, mirrored) = get(
+            &net,
+            A,
+            "asha",
+            &format!("/api/v1/event/fetch?action_id={action_id}"),
+        )
+        .await;
+        if mirrored["meta"]["total"] == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events never reached A: {mirrored}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Sent again by B itself (signed): duplicates, stored once, in any order.
     for event in rows(&events, "events")
         .iter()
         .rev()

@@ -188,6 +188,37 @@ async fn a_student_applies_to_a_job_of_another_network() {
     );
     assert_eq!(initiated["actions"][0]["target_item_network"], "blue_dot");
 
+    // C's outbox delivers both events to A (unsigned, the networks are permissive).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, events) = call(
+            &a,
+            "asha",
+            Method::GET,
+            &format!("/api/v1/event/fetch?action_id={action_id}"),
+            None,
+        )
+        .await;
+        if events["meta"]["total"] == 2 {
+            // Listed by receipt time; deliveries may arrive in any order.
+            let mut statuses: Vec<&str> = events["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .map(|e| e["action_status"].as_str().unwrap_or_default())
+                .collect();
+            statuses.sort_unstable();
+            assert_eq!(statuses, ["created", "shortlisted"]);
+            assert_eq!(events["events"][0]["ownership_roles"], json!(["initiated"]));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events never reached A: {events}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // A network the source does not list is refused before any call.
     let mut unknown = perform.clone();
     unknown["target_item"]["item_network"] = json!("green_dot");

@@ -702,6 +702,26 @@ async fn admin_only_routes_and_closed_sign_up() {
     .await;
     assert_eq!(reloaded.status, StatusCode::OK);
     assert_eq!(reloaded.body["refreshed"], true);
+
+    for (method, path) in [
+        (Method::GET, "/api/v1/admin/outbox"),
+        (Method::POST, "/api/v1/admin/outbox/redrive"),
+    ] {
+        let refused = call(
+            &instance,
+            method.clone(),
+            path,
+            As::Bearer(&user_token),
+            None,
+        )
+        .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(refused.body["error"], "ADMIN_REQUIRED");
+        let anonymous = call(&instance, method.clone(), path, As::Nobody, None).await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{path}");
+        let admitted = call(&instance, method, path, As::Bearer(&admin_token), None).await;
+        assert_eq!(admitted.status, StatusCode::OK, "{path}: {}", admitted.body);
+    }
 }
 
 #[tokio::test]

@@ -68,7 +68,8 @@ async fn items_on_postgres_with_a_redis_cache() {
         .expect("json");
     assert_eq!(
         ready["checks"],
-        json!({"database": "ok", "cache": "ok", "network_documents": 1})
+        json!({"database": "ok", "cache": "ok", "network_documents": 1,
+               "outbox": {"pending": 0, "delivered": 0, "dead": 0, "oldest_pending_seconds": null}})
     );
 
     let first = create(&instance, "u1", student("A")).await;

@@ -8,6 +8,7 @@ mod cache;
 mod clock;
 mod item_repository;
 mod peer_transport;
+mod random;
 mod schema_source;
 mod schema_store;
 mod timer;
@@ -23,6 +24,7 @@ pub use cache::Cache;
 pub use clock::{Clock, IdGenerator};
 pub use item_repository::ItemRepository;
 pub use peer_transport::{PeerAnswer, PeerError, PeerPage, PeerPageAnswer, PeerTransport};
+pub use random::Random;
 pub use schema_source::{
     FetchOutcome, FetchedDocument, SchemaLocation, SchemaSource, SourceValidators,
 };
@@ -46,6 +48,8 @@ pub use clock::{MockClock, MockIdGenerator};
 pub use item_repository::MockItemRepository;
 #[cfg(any(test, feature = "mocks"))]
 pub use peer_transport::MockPeerTransport;
+#[cfg(any(test, feature = "mocks"))]
+pub use random::MockRandom;
 #[cfg(any(test, feature = "mocks"))]
 pub use schema_source::MockSchemaSource;
 #[cfg(any(test, feature = "mocks"))]

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod health;
 pub mod items;
 pub mod network_fetch;
+pub mod outbox;
 mod page_cache;
 pub mod peer_items;
 pub mod peer_trust;
@@ -18,6 +19,10 @@ pub use items::{ItemService, ItemServiceDeps};
 pub use network_fetch::{
     NetworkFetchDeps, NetworkFetchService, NetworkFetchSettings, NetworkOutcome, NetworkQuery,
     Paging,
+};
+pub use outbox::{
+    NotifyingActions, OutboxAdmin, OutboxDeps, OutboxDispatcher, OutboxNotifier, OutboxSettings,
+    PeerContacts,
 };
 pub use peer_items::{PeerItemsService, PeerPageRequest};
 pub use peer_trust::{PeerCaller, PeerSigner, PeerTrustService, ReceivedRequest};

@@ -13,6 +13,7 @@ use crate::peer_auth::{
     content_digest, sign_request, verify_content_digest, verify_request,
 };
 use crate::ports::{Cache, Clock};
+use crate::services::outbox::PeerContacts;
 
 /// How long a signature is valid after it is made.
 pub const SIGNATURE_LIFETIME_SECS: i64 = 300;
@@ -123,6 +124,8 @@ pub struct PeerTrustService {
     identity: Arc<InstanceIdentity>,
     cache: Arc<dyn Cache>,
     clock: Arc<dyn Clock>,
+    /// Told about every peer that proved itself (its waiting deliveries go at once).
+    contacts: Option<Arc<dyn PeerContacts>>,
 }
 
 fn unauthorized(code: ErrorCode, message: impl Into<String>) -> CoreError {
@@ -144,7 +147,14 @@ impl PeerTrustService {
             identity,
             cache,
             clock,
+            contacts: None,
         }
+    }
+
+    /// Reports each validly signed request's instances to `contacts`.
+    pub fn with_contacts(mut self, contacts: Arc<dyn PeerContacts>) -> Self {
+        self.contacts = Some(contacts);
+        self
     }
 
     /// Authenticates a peer request: authority, key, time window, digest, signature and,
@@ -207,9 +217,15 @@ impl PeerTrustService {
                         self.spend_nonce(&verified.keyid, verified.nonce.as_deref())
                             .await?;
                     }
+                    let instances = found.into_inner();
+                    if let Some(contacts) = &self.contacts {
+                        for (_, instance_url) in &instances {
+                            contacts.peer_contacted(instance_url);
+                        }
+                    }
                     return Ok(PeerCaller::Signed {
                         kid: verified.keyid,
-                        instances: found.into_inner(),
+                        instances,
                     });
                 }
                 // Another accepted spelling of our authority may still match.
@@ -548,6 +564,35 @@ mod tests {
             .require_instance(&caller, "yellow_dot", "https://c.example.org")
             .expect_err("not that instance");
         assert_eq!(claiming.code(), ErrorCode::SignerNotInstance);
+    }
+
+    #[derive(Default)]
+    struct Contacts(Mutex<Vec<String>>);
+
+    impl PeerContacts for Contacts {
+        fn peer_contacted(&self, instance_url: &str) {
+            self.0.lock().expect("lock").push(instance_url.to_string());
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_valid_signature_counts_as_contact() {
+        let contacts = Arc::new(Contacts::default());
+        let trust =
+            service(catalog("required", vec![listed("a-1", 1)])).with_contacts(contacts.clone());
+        let mut bad = signed_by(&a_signer(), &format!("{ME}{PATH}"), NOW, "n8");
+        bad.body.push(b' ');
+        assert!(trust.authenticate(&bad.received(), true).await.is_err());
+        assert!(contacts.0.lock().expect("lock").is_empty());
+        let good = signed_by(&a_signer(), &format!("{ME}{PATH}"), NOW, "n9");
+        trust
+            .authenticate(&good.received(), true)
+            .await
+            .expect("verified");
+        assert_eq!(
+            *contacts.0.lock().expect("lock"),
+            vec!["https://a.example.org".to_string()]
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! `/api/auth/*`: accounts with Better Auth's paths and JSON shapes, so its clients keep
 //! working. Errors here use Better Auth's `{message, code}` body.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use dpg_core::model::{ApiKey, Session, User};
@@ -10,6 +11,8 @@ use dpg_core::{CoreError, ErrorCode};
 use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 
@@ -17,6 +20,7 @@ use super::ApiTags;
 use crate::auth::{AccountCaller, SECURE_SESSION_COOKIE, SESSION_COOKIE, client_info, credentials};
 use crate::body::JsonBody;
 use crate::dto::wire_time;
+use crate::error::ErrorBody;
 use crate::state::{ApiState, CookieSettings};
 
 pub struct AccountApi;
@@ -42,6 +46,13 @@ pub enum AuthError {
     /// No such key.
     #[oai(status = 404)]
     NotFound(Json<AuthErrorBody>),
+    /// The request body is larger than the limit (refused before the handler, in the
+    /// framework shape).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<Box<ErrorBody>>),
+    /// The request body is not JSON (refused before the handler, in the framework shape).
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<Box<ErrorBody>>),
     /// The account already exists.
     #[oai(status = 422)]
     Unprocessable(Json<AuthErrorBody>),
@@ -106,6 +117,7 @@ pub struct UserOut {
     pub name: String,
     pub email: String,
     pub email_verified: bool,
+    #[oai(nullable)]
     pub image: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -139,7 +151,9 @@ pub struct SessionOut {
     pub expires_at: String,
     pub created_at: String,
     pub updated_at: String,
+    #[oai(nullable)]
     pub ip_address: Option<String>,
+    #[oai(nullable)]
     pub user_agent: Option<String>,
 }
 
@@ -169,6 +183,7 @@ pub struct SignUpOut {
 pub struct SignInOut {
     pub redirect: bool,
     pub token: String,
+    #[oai(nullable)]
     pub url: Option<String>,
     pub user: UserOut,
 }
@@ -177,6 +192,56 @@ pub struct SignInOut {
 pub struct SessionWithUserOut {
     pub session: SessionOut,
     pub user: UserOut,
+}
+
+/// A `T` or `null`, documented as a nullable `T` (poem-openapi documents a bare
+/// `Option<T>` body as `T`, which a `null` answer would violate).
+pub struct Nullable<T>(pub Option<T>);
+
+impl<T: Type> Type for Nullable<T> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = T::RawValueType;
+    type RawElementValueType = T::RawElementValueType;
+
+    fn name() -> Cow<'static, str> {
+        format!("nullable_{}", T::name()).into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            nullable: true,
+            all_of: vec![T::schema_ref()],
+            ..MetaSchema::ANY
+        }))
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        self.0.as_ref().and_then(Type::as_raw_value)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        match &self.0 {
+            Some(value) => value.raw_element_iter(),
+            None => Box::new(std::iter::empty()),
+        }
+    }
+}
+
+impl<T: ToJSON> ToJSON for Nullable<T> {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(
+            self.0
+                .as_ref()
+                .and_then(ToJSON::to_json)
+                .unwrap_or(serde_json::Value::Null),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Object)]
@@ -189,6 +254,7 @@ pub struct SuccessOut {
 #[derive(Debug, Clone, Object)]
 pub struct ChangePasswordOut {
     /// A new session token when other sessions were revoked, else null.
+    #[oai(nullable)]
     pub token: Option<String>,
     pub user: UserOut,
 }
@@ -426,15 +492,17 @@ impl AccountApi {
         &self,
         Data(state): Data<&Arc<ApiState>>,
         req: &Request,
-    ) -> Result<Json<Option<SessionWithUserOut>>, AuthError> {
+    ) -> Result<Json<Nullable<SessionWithUserOut>>, AuthError> {
         let Some(token) = session_token(req) else {
-            return Ok(Json(None));
+            return Ok(Json(Nullable(None)));
         };
         let found = state.accounts.session(&token).await?;
-        Ok(Json(found.map(|(session, user)| SessionWithUserOut {
-            session: SessionOut::new(&session, &token),
-            user: UserOut::from(&user),
-        })))
+        Ok(Json(Nullable(found.map(|(session, user)| {
+            SessionWithUserOut {
+                session: SessionOut::new(&session, &token),
+                user: UserOut::from(&user),
+            }
+        }))))
     }
 
     /// Change password

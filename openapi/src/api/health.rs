@@ -106,6 +106,10 @@ impl HealthApi {
     #[oai(path = "/health/ready", method = "get", operation_id = "readiness")]
     async fn ready(&self, Data(state): Data<&Arc<ApiState>>) -> ReadinessResponse {
         let readiness = state.health.readiness().await;
+        let outbox = match &state.outbox {
+            Some(outbox) => outbox.counts().await.ok().map(Into::into),
+            None => None,
+        };
         let word = |ok: bool| if ok { "ok" } else { "unavailable" }.to_string();
         let body = ReadinessOut {
             status: if readiness.is_ready() {
@@ -118,6 +122,7 @@ impl HealthApi {
                 database: word(readiness.database_ok),
                 cache: word(readiness.cache_ok),
                 network_documents: readiness.network_documents as u64,
+                outbox,
             },
         };
         if readiness.is_ready() {

@@ -2,6 +2,7 @@
 
 pub(crate) mod accounts;
 mod actions;
+mod admin;
 mod health;
 pub(crate) mod items;
 mod network;
@@ -24,6 +25,8 @@ pub enum ApiTags {
     Auth,
     /// Actions between items and their status events.
     Action,
+    /// Operators' tools (administrators only).
+    Admin,
 }
 
 pub type Apis = (
@@ -34,6 +37,7 @@ pub type Apis = (
     accounts::AccountApi,
     actions::ActionApi,
     network_actions::NetworkActionApi,
+    admin::AdminApi,
 );
 
 /// The OpenAPI service of every operation; `server_url` is this instance's base URL. The
@@ -47,6 +51,7 @@ pub fn service(server_url: Option<&str>) -> OpenApiService<Apis, ()> {
         accounts::AccountApi,
         actions::ActionApi,
         network_actions::NetworkActionApi,
+        admin::AdminApi,
     );
     let service = OpenApiService::new(apis, "DPG", env!("CARGO_PKG_VERSION")).description(
         "DPG API Service: a schema-driven backend for networks of independent organisations. \

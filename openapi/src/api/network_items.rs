@@ -41,6 +41,7 @@ pub struct PeerPageMeta {
     pub total: u64,
     pub limit: u32,
     pub offset: u32,
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -62,6 +63,7 @@ pub struct NetworkPageMeta {
     pub stale: bool,
     pub peers: Vec<PeerReportOut>,
     /// Pass back as `cursor` for the next page (cheaper than deep offsets); null at the end.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 

@@ -1,0 +1,370 @@
+//! Health of each destination as this dispatcher sees it: deliveries in flight, claimed
+//! entries waiting for a slot, and whether the peer is failing (then only one probe at a
+//! time goes out and its backlog waits).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{OutboxEntry, normalize_instance_url};
+
+/// What to do with a claimed entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Send it now (`probe`: it tests a failing peer).
+    Start { probe: bool },
+    /// Keep it until a slot frees (the destination is busy or its probe is out).
+    Hold,
+    /// Give it back, due at this time (the failing peer's next probe).
+    Defer(DateTime<Utc>),
+}
+
+/// What a finished attempt changed for its destination.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    None,
+    /// The peer answered after failing: wake its backlog.
+    Recovered,
+    /// The peer became (or stays) failing: its backlog waits until `next_probe_at`; the held
+    /// entries are returned for release.
+    Failing {
+        next_probe_at: DateTime<Utc>,
+        held: Vec<OutboxEntry>,
+    },
+    /// An attempt started before the peer was known failing failed too: nothing changes,
+    /// the entry waits for the probe like the rest of the backlog.
+    StillFailing {
+        next_probe_at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Failing {
+    since: DateTime<Utc>,
+    failures: u32,
+    next_probe_at: DateTime<Utc>,
+    probe_in_flight: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The destination as the stored entries spell it (the outbox is keyed on it).
+    spellings: BTreeSet<String>,
+    in_flight: usize,
+    failing: Option<Failing>,
+    held: VecDeque<(OutboxEntry, DateTime<Utc>)>,
+    last_wake: Option<DateTime<Utc>>,
+}
+
+/// All destinations, keyed by normalized instance URL.
+#[derive(Debug)]
+pub struct Destinations {
+    per_destination: usize,
+    states: HashMap<String, State>,
+}
+
+impl Destinations {
+    pub fn new(per_destination: usize) -> Self {
+        Destinations {
+            per_destination: per_destination.max(1),
+            states: HashMap::new(),
+        }
+    }
+
+    fn state(&mut self, destination: &str) -> &mut State {
+        let state = self
+            .states
+            .entry(normalize_instance_url(destination))
+            .or_default();
+        if !state.spellings.contains(destination) {
+            state.spellings.insert(destination.to_string());
+        }
+        state
+    }
+
+    /// Decides about a freshly claimed entry; `Hold` keeps it (with its claim time).
+    pub fn admit(
+        &mut self,
+        entry: OutboxEntry,
+        now: DateTime<Utc>,
+    ) -> (Admit, Option<OutboxEntry>) {
+        let per = self.per_destination;
+        let state = self.state(&entry.destination);
+        let admit = decide(state, per, now);
+        match admit {
+            Admit::Start { probe } => {
+                state.in_flight += 1;
+                if probe && let Some(failing) = state.failing.as_mut() {
+                    failing.probe_in_flight = true;
+                }
+                (admit, Some(entry))
+            }
+            Admit::Hold => {
+                state.held.push_back((entry, now));
+                (admit, None)
+            }
+            Admit::Defer(_) => (admit, Some(entry)),
+        }
+    }
+
+    /// Held entries that may start now, each with whether it is a probe.
+    pub fn startable(&mut self, now: DateTime<Utc>) -> Vec<(OutboxEntry, bool)> {
+        let per = self.per_destination;
+        let mut out = Vec::new();
+        for state in self.states.values_mut() {
+            while !state.held.is_empty() {
+                match decide(state, per, now) {
+                    Admit::Start { probe } => {
+                        let Some((entry, _)) = state.held.pop_front() else {
+                            break;
+                        };
+                        state.in_flight += 1;
+                        if probe && let Some(failing) = state.failing.as_mut() {
+                            failing.probe_in_flight = true;
+                        }
+                        out.push((entry, probe));
+                    }
+                    _ => break,
+                }
+            }
+        }
+        out
+    }
+
+    /// Held entries claimed at or before `claimed_before` (their lease is running out) or
+    /// all of them (`None`, at shutdown): to be released.
+    pub fn take_held(&mut self, claimed_before: Option<DateTime<Utc>>) -> Vec<OutboxEntry> {
+        let mut out = Vec::new();
+        for state in self.states.values_mut() {
+            let (old, keep): (Vec<_>, Vec<_>) = state
+                .held
+                .drain(..)
+                .partition(|(_, at)| claimed_before.is_none_or(|limit| *at <= limit));
+            state.held = keep.into_iter().collect();
+            out.extend(old.into_iter().map(|(entry, _)| entry));
+        }
+        out
+    }
+
+    /// Records the end of an attempt. `peer_down` is `None` when the peer answered in a
+    /// way that shows it is up, `Some(delay)` when it looks unavailable (`delay`: the
+    /// jittered wait before the next probe, chosen by the caller from [`Self::failures`]).
+    pub fn finished(
+        &mut self,
+        destination: &str,
+        probe: bool,
+        peer_down: Option<std::time::Duration>,
+        now: DateTime<Utc>,
+    ) -> Change {
+        let state = self.state(destination);
+        state.in_flight = state.in_flight.saturating_sub(1);
+        match (peer_down, state.failing.as_mut()) {
+            (None, Some(_)) => {
+                // Any answer from the peer shows it is back, probe or not.
+                state.failing = None;
+                state.last_wake = Some(now);
+                Change::Recovered
+            }
+            (None, None) => Change::None,
+            (Some(delay), failing) => {
+                let next_probe_at = now + chrono_duration(delay);
+                match failing {
+                    Some(failing) if !probe => {
+                        return Change::StillFailing {
+                            next_probe_at: failing.next_probe_at,
+                        };
+                    }
+                    Some(failing) => {
+                        failing.failures += 1;
+                        failing.next_probe_at = next_probe_at;
+                        failing.probe_in_flight = false;
+                    }
+                    None => {
+                        state.failing = Some(Failing {
+                            since: now,
+                            failures: 1,
+                            next_probe_at,
+                            probe_in_flight: false,
+                        });
+                    }
+                }
+                let held = state.held.drain(..).map(|(entry, _)| entry).collect();
+                Change::Failing {
+                    next_probe_at,
+                    held,
+                }
+            }
+        }
+    }
+
+    /// Consecutive failures of a destination so far and since when it fails (for the probe
+    /// backoff); `(0, None)` when healthy.
+    pub fn failures(&self, destination: &str) -> (u32, Option<DateTime<Utc>>) {
+        self.states
+            .get(&normalize_instance_url(destination))
+            .and_then(|s| s.failing.as_ref())
+            .map_or((0, None), |f| (f.failures, Some(f.since)))
+    }
+
+    /// The peer proved it is up (a valid signed request): it is healthy again. Returns the
+    /// spellings whose backlog to wake, or nothing when a healthy peer was woken recently.
+    pub fn contacted(
+        &mut self,
+        destination: &str,
+        now: DateTime<Utc>,
+        min_interval: std::time::Duration,
+    ) -> Vec<String> {
+        let key = normalize_instance_url(destination);
+        let state = self.states.entry(key.clone()).or_default();
+        let was_failing = state.failing.take().is_some();
+        let recent = state
+            .last_wake
+            .is_some_and(|at| now < at + chrono_duration(min_interval));
+        if !was_failing && recent {
+            return Vec::new();
+        }
+        state.last_wake = Some(now);
+        let mut spellings: BTreeSet<String> = state.spellings.clone();
+        spellings.insert(destination.to_string());
+        spellings.into_iter().collect()
+    }
+
+    /// Deliveries abandoned at shutdown no longer hold slots (their leases will run out).
+    pub fn forget_in_flight(&mut self) {
+        for state in self.states.values_mut() {
+            state.in_flight = 0;
+            if let Some(failing) = state.failing.as_mut() {
+                failing.probe_in_flight = false;
+            }
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.states.values().map(|s| s.in_flight).sum()
+    }
+
+    pub fn held(&self) -> usize {
+        self.states.values().map(|s| s.held.len()).sum()
+    }
+
+    #[cfg(test)]
+    pub fn is_failing(&self, destination: &str) -> bool {
+        self.failures(destination).1.is_some()
+    }
+}
+
+fn decide(state: &State, per: usize, now: DateTime<Utc>) -> Admit {
+    match &state.failing {
+        None if state.in_flight < per => Admit::Start { probe: false },
+        None => Admit::Hold,
+        Some(failing) if failing.probe_in_flight || state.in_flight > 0 => Admit::Hold,
+        Some(failing) if now >= failing.next_probe_at => Admit::Start { probe: true },
+        Some(failing) => Admit::Defer(failing.next_probe_at),
+    }
+}
+
+pub fn chrono_duration(duration: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OutboxState;
+    use chrono::TimeZone;
+    use std::time::Duration;
+    use uuid::Uuid;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + secs, 0)
+            .single()
+            .expect("time")
+    }
+
+    fn entry(n: u128, destination: &str) -> OutboxEntry {
+        OutboxEntry {
+            id: Uuid::from_u128(n),
+            destination: destination.to_string(),
+            action_name: "connect".into(),
+            action_id: Uuid::from_u128(1),
+            update_count: n as u32,
+            body: serde_json::json!({}),
+            state: OutboxState::Pending,
+            attempts: 0,
+            next_attempt_at: at(0),
+            last_error: None,
+            created_at: at(0),
+            finished_at: None,
+        }
+    }
+
+    const A: &str = "http://a.example.org";
+
+    #[test]
+    fn healthy_destination_takes_up_to_n_then_holds() {
+        let mut d = Destinations::new(2);
+        let admits: Vec<Admit> = (0..4).map(|n| d.admit(entry(n, A), at(0)).0).collect();
+        assert_eq!(
+            admits,
+            [
+                Admit::Start { probe: false },
+                Admit::Start { probe: false },
+                Admit::Hold,
+                Admit::Hold
+            ]
+        );
+        assert_eq!(d.finished(A, false, None, at(1)), Change::None);
+        assert_eq!(d.startable(at(1)).len(), 1);
+        assert_eq!(d.held(), 1);
+    }
+
+    #[test]
+    fn failing_destination_sends_one_probe_after_its_delay() {
+        let mut d = Destinations::new(4);
+        d.admit(entry(1, A), at(0));
+        d.admit(entry(2, A), at(0));
+        let change = d.finished(A, false, Some(Duration::from_secs(10)), at(1));
+        assert!(matches!(change, Change::Failing { next_probe_at, .. } if next_probe_at == at(11)));
+        // The other attempt, started before, fails too: the schedule stands.
+        let change = d.finished(A, false, Some(Duration::from_secs(99)), at(2));
+        assert_eq!(
+            change,
+            Change::StillFailing {
+                next_probe_at: at(11)
+            }
+        );
+        assert_eq!(d.admit(entry(3, A), at(5)).0, Admit::Defer(at(11)));
+        assert_eq!(d.admit(entry(4, A), at(11)).0, Admit::Start { probe: true });
+        assert_eq!(d.admit(entry(5, A), at(11)).0, Admit::Hold);
+        // The probe fails: held entries go back, the delay grows.
+        let Change::Failing {
+            next_probe_at,
+            held,
+        } = d.finished(A, true, Some(Duration::from_secs(20)), at(12))
+        else {
+            panic!("failing expected");
+        };
+        assert_eq!((next_probe_at, held.len()), (at(32), 1));
+        assert_eq!(d.failures(A).0, 2);
+        assert_eq!(d.admit(entry(6, A), at(32)).0, Admit::Start { probe: true });
+        assert_eq!(d.finished(A, true, None, at(33)), Change::Recovered);
+        assert!(!d.is_failing(A));
+    }
+
+    #[test]
+    fn contact_heals_and_is_rate_limited_while_healthy() {
+        let mut d = Destinations::new(4);
+        d.admit(entry(1, "http://a.example.org/"), at(0));
+        d.finished(A, false, Some(Duration::from_secs(60)), at(0));
+        assert_eq!(
+            d.contacted(A, at(1), Duration::from_secs(5)),
+            vec![
+                "http://a.example.org".to_string(),
+                "http://a.example.org/".to_string()
+            ]
+        );
+        assert!(!d.is_failing(A));
+        assert!(d.contacted(A, at(2), Duration::from_secs(5)).is_empty());
+        assert!(!d.contacted(A, at(7), Duration::from_secs(5)).is_empty());
+    }
+}
