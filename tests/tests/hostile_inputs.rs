@@ -1415,14 +1415,15 @@ enum NetReq {
     Peer(usize, PeerReq),
     /// A GET on instance `.0` as a client with the development identity.
     Get(usize, String),
+    /// A user's request to instance `.0`.
+    User(usize, Req),
 }
 
 struct NetCase {
     name: String,
     owasp: Owasp,
     req: NetReq,
-    status: u16,
-    code: &'static str,
+    expect: Expect,
 }
 
 fn net_case(
@@ -1436,9 +1437,36 @@ fn net_case(
         name: name.into(),
         owasp,
         req,
-        status,
-        code,
+        expect: Expect::Refused(status, code),
     }
+}
+
+fn empty_net_case(owasp: Owasp, name: impl Into<String>, req: NetReq) -> NetCase {
+    NetCase {
+        name: name.into(),
+        owasp,
+        req,
+        expect: Expect::EmptyPage,
+    }
+}
+
+/// Waits until no outbox has a pending delivery and storage stands still.
+async fn settle(storages: &[Storage]) {
+    let mut last = snapshots(storages).await;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = snapshots(storages).await;
+        let pending = now.iter().any(|tables| {
+            tables
+                .get("outbox")
+                .is_some_and(|rows| rows.iter().any(|r| r.contains("'pending'")))
+        });
+        if !pending && now == last {
+            return;
+        }
+        last = now;
+    }
+    panic!("storage never settled: {last:#?}");
 }
 
 async fn snapshots(storages: &[Storage]) -> Vec<BTreeMap<String, Vec<String>>> {
@@ -1712,7 +1740,11 @@ async fn hostile_requests_to_peer_routes_and_network_reads_are_refused_and_chang
     }
     let private: Vec<&str> = private.iter().map(String::as_str).collect();
 
-    let cases = network_cases(&net);
+    let fixture = ActionFixture::setup(&net).await;
+    settle(&storages).await;
+    let trap = Trap::start().await;
+    let mut cases = network_cases(&net);
+    cases.extend(action_cases(&net, &fixture, &trap));
     let mut failures = Vec::new();
     for case in &cases {
         let context = format!("[{}] {}", case.owasp, case.name);
@@ -1725,13 +1757,9 @@ async fn hostile_requests_to_peer_routes_and_network_reads_are_refused_and_chang
                     .expect("answered")
                     .into(),
                 NetReq::Get(index, path) => net.get(*index, path).await.expect("answered").into(),
+                NetReq::User(index, req) => user_send(&net, *index, req).await,
             };
-            assert_answer(
-                &context,
-                &answer,
-                &Expect::Refused(case.status, case.code),
-                &private,
-            );
+            assert_answer(&context, &answer, &case.expect, &private);
             assert_unchanged(&context, &before, &snapshots(&storages).await);
         })
         .catch_unwind()
@@ -1741,6 +1769,9 @@ async fn hostile_requests_to_peer_routes_and_network_reads_are_refused_and_chang
         }
     }
     assert_all_passed(&failures, cases.len());
+    assert_eq!(trap.connections(), 0, "an instance called the trap");
+    assert_actions_ignore_server_owned_fields(&net, &fixture).await;
+    settle(&storages).await;
 
     assert_network_fetch_budget(&net, &private).await;
     assert_hostile_peer_answers_are_dropped(&net, &storages, &private).await;
@@ -1886,4 +1917,600 @@ async fn assert_hostile_peer_answers_are_dropped(
     }
     proxy.set(Fault::Pass);
     assert_unchanged("hostile peer answers", &before, &snapshots(storages).await);
+}
+
+// ---------------------------------------------------------------------------------------
+// Actions and events
+// ---------------------------------------------------------------------------------------
+
+const PERFORM: &str = "/api/v1/action/perform";
+const NETWORK_PERFORM: &str = "/api/v1/network/action/perform";
+const UPDATE_STATUS: &str = "/api/v1/action/update-status";
+const EVENT_STORE: &str = "/api/v1/event/store";
+const ACTION_FETCH: &str = "/api/v1/action/fetch";
+const EVENT_FETCH: &str = "/api/v1/event/fetch";
+/// Instance 0 serves `tutor`: the target of the actions.
+const TARGET: usize = 0;
+/// Asha's student item lives on instance 1: the source.
+const SOURCE: usize = 1;
+/// A member that is neither.
+const OTHER: usize = 2;
+
+/// A student (Asha, on the source) connected to a tutor (Ravi, on the target), who accepted.
+struct ActionFixture {
+    student_id: String,
+    tutor_id: String,
+    action_id: String,
+    /// The body of the user's perform.
+    perform: Value,
+    /// The body the source's instance sends to the target's.
+    network_perform: Value,
+    /// The body the target's instance sends to the source's for the accepted event.
+    event: Value,
+    /// Genuine signed peer writes already sent once: (route, callee, request).
+    replays: Vec<(&'static str, usize, PeerReq)>,
+}
+
+async fn user_send(net: &TestNetwork, index: usize, req: &Req) -> Answer {
+    let instance = net.instance(index);
+    send(&instance.client, &instance.local_url, req).await
+}
+
+async fn user_expect(net: &TestNetwork, index: usize, req: Req, status: u16) -> Value {
+    let answer = user_send(net, index, &req).await;
+    assert_eq!(
+        answer.status, status,
+        "{} {} on {index}: {}",
+        req.method, req.path, answer.text
+    );
+    answer.body
+}
+
+/// The `event/store` body of a fetched event (reference-contract §1.10).
+fn mirror_body(event: &Value) -> Value {
+    let item = |side: &str| {
+        json!({
+            "item_network": event[format!("{side}_item_network")],
+            "item_domain": event[format!("{side}_item_domain")],
+            "item_type": event[format!("{side}_item_type")],
+            "item_id": event[format!("{side}_item_id")],
+            "item_instance_url": event[format!("{side}_item_instance_url")],
+        })
+    };
+    let mut body = json!({
+        "origin_instance_domain": event["origin_instance_domain"],
+        "action_name": event["action_name"],
+        "action_id": event["action_id"],
+        "action_status": event["action_status"],
+        "update_count": event["update_count"],
+        "source_item": item("source"),
+        "target_item": item("target"),
+        "source_item_owner": event["source_item_owner"],
+        "target_item_owner": event["target_item_owner"],
+        "event_payload": event["event_payload"],
+    });
+    if let Some(remarks) = event["remarks"].as_str() {
+        body["remarks"] = json!(remarks);
+    }
+    body
+}
+
+impl ActionFixture {
+    async fn setup(net: &TestNetwork) -> ActionFixture {
+        let asha = Who::Dev("asha".into());
+        let ravi = Who::Dev("ravi".into());
+        let student = net
+            .create(
+                SOURCE,
+                "asha",
+                &json!({"item_network": NETWORK, "item_domain": STUDENT, "item_type": "profile_1.0",
+                        "item_state": {"name": "Asha", "grade": "10", "city": "Pune"}}),
+            )
+            .await
+            .expect("student");
+        let tutor = net
+            .create(
+                TARGET,
+                "ravi",
+                &json!({"item_network": NETWORK, "item_domain": TUTOR, "item_type": "profile_1.0",
+                        "item_state": {"name": "Ravi", "subjects": ["maths"], "experience_years": 4}}),
+            )
+            .await
+            .expect("tutor");
+        let student_id = student["item_id"].as_str().expect("id").to_string();
+        let tutor_id = tutor["item_id"].as_str().expect("id").to_string();
+        let perform = json!({
+            "action_name": "connect",
+            "source_item": {"item_network": NETWORK, "item_domain": STUDENT,
+                            "item_type": "profile_1.0", "item_id": student_id},
+            "target_item": {"item_network": NETWORK, "item_domain": TUTOR,
+                            "item_type": "profile_1.0", "item_id": tutor_id,
+                            "item_instance_url": net.url(TARGET)},
+            "requirements_snapshot": {"subject": "maths", "goal": "board exam"}
+        });
+        let performed = user_expect(
+            net,
+            SOURCE,
+            Req::post(PERFORM, &asha, perform.clone()).header("idempotency-key", "hostile-1"),
+            201,
+        )
+        .await;
+        let action_id = performed["action_id"].as_str().expect("id").to_string();
+        user_expect(
+            net,
+            TARGET,
+            Req::post(
+                UPDATE_STATUS,
+                &ravi,
+                json!({"action_id": action_id, "action_status": "accepted", "remarks": "see you"}),
+            ),
+            200,
+        )
+        .await;
+        let events = user_expect(
+            net,
+            TARGET,
+            Req::get(format!("{EVENT_FETCH}?action_id={action_id}"), &ravi),
+            200,
+        )
+        .await;
+        let accepted = events["events"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["action_status"] == "accepted"))
+            .unwrap_or_else(|| panic!("no accepted event: {events}"))
+            .clone();
+        let event = mirror_body(&accepted);
+        let network_perform = json!({
+            "action_name": "connect",
+            "source_item": {"item_network": NETWORK, "item_domain": STUDENT, "item_type": "profile_1.0",
+                            "item_id": student_id, "item_instance_url": net.url(SOURCE)},
+            "target_item": {"item_network": NETWORK, "item_domain": TUTOR, "item_type": "profile_1.0",
+                            "item_id": tutor_id, "item_instance_url": net.url(TARGET)},
+            "source_item_owner": "asha",
+            "requirements_snapshot": {"subject": "maths", "goal": "olympiad"}
+        });
+        // Wait until the accepted event has reached the source, so that nothing moves while
+        // the cases compare storage.
+        let mut delivered = false;
+        for _ in 0..100 {
+            let mirrored = user_expect(
+                net,
+                SOURCE,
+                Req::get(format!("{EVENT_FETCH}?action_id={action_id}"), &asha),
+                200,
+            )
+            .await;
+            if mirrored["events"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["action_status"] == "accepted"))
+            {
+                delivered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(delivered, "the accepted event reached the source");
+
+        // Genuine signed writes, sent once here (storing nothing new: a perform whose
+        // requirements break the schema, and the event the source already has); each
+        // replay must be refused.
+        let mut refused_perform = network_perform.clone();
+        refused_perform["requirements_snapshot"] = json!({"subject": 7});
+        let first_perform = PeerReq::signed(
+            net.signer(SOURCE).expect("signed"),
+            net.url(TARGET),
+            NETWORK_PERFORM,
+            refused_perform.to_string().into_bytes(),
+            now(),
+        );
+        let reply = net
+            .post_raw(
+                TARGET,
+                NETWORK_PERFORM,
+                &first_perform.headers,
+                first_perform.body.clone(),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(reply.status, 400, "{}", reply.body);
+        let first_event = PeerReq::signed(
+            net.signer(TARGET).expect("signed"),
+            net.url(SOURCE),
+            EVENT_STORE,
+            event.to_string().into_bytes(),
+            now(),
+        );
+        let reply = net
+            .post_raw(
+                SOURCE,
+                EVENT_STORE,
+                &first_event.headers,
+                first_event.body.clone(),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        assert_eq!(
+            reply.body["event_id"],
+            Value::Null,
+            "a duplicate: {}",
+            reply.body
+        );
+        ActionFixture {
+            student_id,
+            tutor_id,
+            action_id,
+            perform,
+            network_perform,
+            event,
+            replays: vec![
+                (NETWORK_PERFORM, TARGET, first_perform),
+                (EVENT_STORE, SOURCE, first_event),
+            ],
+        }
+    }
+}
+
+fn action_cases(net: &TestNetwork, f: &ActionFixture, trap: &Trap) -> Vec<NetCase> {
+    use Owasp::*;
+    let asha = Who::Dev("asha".into());
+    let ravi = Who::Dev("ravi".into());
+    let mallory = Who::Dev("mallory".into());
+    let action = &f.action_id;
+    let user = |index: usize, req: Req| NetReq::User(index, req);
+    let update = |who: &Who, status: &str| {
+        Req::post(
+            UPDATE_STATUS,
+            who,
+            json!({"action_id": action, "action_status": status, "remarks": "mine now"}),
+        )
+    };
+    let with_target_url = |url: &str| {
+        let mut body = f.perform.clone();
+        body["target_item"]["item_instance_url"] = json!(url);
+        body
+    };
+    let mut cases = vec![
+        // API1: another user's action, on both instances.
+        net_case(
+            Bola,
+            "Y performs with X's source item",
+            user(SOURCE, Req::post(PERFORM, &mallory, f.perform.clone())),
+            404,
+            "SOURCE_ITEM_NOT_FOUND",
+        ),
+        net_case(
+            Bola,
+            "Y moves X's action",
+            user(TARGET, update(&mallory, "rejected")),
+            404,
+            "ACTION_NOT_FOUND",
+        ),
+        net_case(
+            Bola,
+            "Y moves the source's copy of X's action",
+            user(SOURCE, update(&mallory, "rejected")),
+            404,
+            "ACTION_NOT_FOUND",
+        ),
+        // The initiator knows the action exists, but only the target item's owner moves it.
+        net_case(
+            Function,
+            "the source owner moves the action",
+            user(SOURCE, update(&asha, "rejected")),
+            403,
+            "NOT_OWNER",
+        ),
+        // API2: the peer write routes.
+        net_case(
+            Authentication,
+            "network perform signed by a member that is not the source's instance",
+            NetReq::Peer(
+                TARGET,
+                PeerReq::signed(
+                    net.signer(OTHER).expect("signed"),
+                    net.url(TARGET),
+                    NETWORK_PERFORM,
+                    f.network_perform.to_string().into_bytes(),
+                    now(),
+                ),
+            ),
+            403,
+            "SIGNER_NOT_INSTANCE",
+        ),
+        net_case(
+            Authentication,
+            "event store signed by a member that is not the target's instance",
+            NetReq::Peer(
+                SOURCE,
+                PeerReq::signed(
+                    net.signer(OTHER).expect("signed"),
+                    net.url(SOURCE),
+                    EVENT_STORE,
+                    f.event.to_string().into_bytes(),
+                    now(),
+                ),
+            ),
+            403,
+            "SIGNER_NOT_INSTANCE",
+        ),
+        net_case(
+            Authentication,
+            "event store signed by the source's instance itself",
+            NetReq::Peer(
+                SOURCE,
+                PeerReq::signed(
+                    net.signer(SOURCE).expect("signed"),
+                    net.url(SOURCE),
+                    EVENT_STORE,
+                    f.event.to_string().into_bytes(),
+                    now(),
+                ),
+            ),
+            403,
+            "SIGNER_NOT_INSTANCE",
+        ),
+        // API4: listings and bodies.
+        net_case(
+            Resources,
+            "action listing limit 101",
+            user(TARGET, Req::get(format!("{ACTION_FETCH}?limit=101"), &ravi)),
+            400,
+            "INVALID_PAGINATION",
+        ),
+        net_case(
+            Resources,
+            "event listing offset 10001",
+            user(
+                TARGET,
+                Req::get(format!("{EVENT_FETCH}?offset=10001"), &ravi),
+            ),
+            400,
+            "INVALID_PAGINATION",
+        ),
+        net_case(
+            Resources,
+            "event listing negative update_count",
+            user(
+                TARGET,
+                Req::get(format!("{EVENT_FETCH}?update_count=-1"), &ravi),
+            ),
+            400,
+            "FST_ERR_VALIDATION",
+        ),
+        net_case(
+            Resources,
+            "action listing repeated action_id",
+            user(
+                TARGET,
+                Req::get(
+                    format!("{ACTION_FETCH}?action_id={action}&action_id={action}"),
+                    &ravi,
+                ),
+            ),
+            400,
+            "FST_ERR_VALIDATION",
+        ),
+        net_case(
+            Resources,
+            "action listing unknown ownership role",
+            user(
+                TARGET,
+                Req::get(format!("{ACTION_FETCH}?ownership_role=everyone"), &ravi),
+            ),
+            400,
+            "FST_ERR_VALIDATION",
+        ),
+        net_case(
+            Resources,
+            "perform body over the limit",
+            user(
+                SOURCE,
+                Req::new(Method::POST, PERFORM, &asha).raw("application/json", {
+                    let mut b = f.perform.clone();
+                    b["requirements_snapshot"]["goal"] = json!("x".repeat(1024 * 1024 + 1));
+                    b.to_string().into_bytes()
+                }),
+            ),
+            413,
+            "FST_ERR_CTP_BODY_TOO_LARGE",
+        ),
+        net_case(
+            Resources,
+            "perform requirements nested too deep",
+            user(
+                SOURCE,
+                Req::new(Method::POST, PERFORM, &asha).raw("application/json", {
+                    let mut nested = json!("x");
+                    for _ in 0..40 {
+                        nested = json!({"a": nested});
+                    }
+                    let mut b = f.perform.clone();
+                    b["requirements_snapshot"]["goal"] = nested;
+                    b.to_string().into_bytes()
+                }),
+            ),
+            400,
+            "FST_ERR_CTP_JSON_TOO_DEEP",
+        ),
+        net_case(
+            Resources,
+            "status update nested too deep",
+            user(
+                TARGET,
+                Req::new(Method::POST, UPDATE_STATUS, &ravi)
+                    .raw("application/json", nested_arrays(40)),
+            ),
+            400,
+            "FST_ERR_CTP_JSON_TOO_DEEP",
+        ),
+        net_case(
+            Resources,
+            "a 10 KB idempotency key",
+            user(
+                SOURCE,
+                Req::post(PERFORM, &asha, f.perform.clone())
+                    .header("idempotency-key", "k".repeat(10_000)),
+            ),
+            400,
+            "INVALID_INPUT",
+        ),
+        // API7: the target instance URL is taken from the network document, never called as sent.
+        net_case(
+            Ssrf,
+            "perform towards a loopback listener",
+            user(
+                SOURCE,
+                Req::post(PERFORM, &asha, with_target_url(&trap.url(""))),
+            ),
+            400,
+            "INVALID_TARGET_INSTANCE",
+        ),
+        net_case(
+            Ssrf,
+            "perform towards cloud metadata",
+            user(
+                SOURCE,
+                Req::post(PERFORM, &asha, with_target_url("http://169.254.169.254")),
+            ),
+            400,
+            "INVALID_TARGET_INSTANCE",
+        ),
+    ];
+    for (who, index) in [(&mallory, TARGET), (&mallory, SOURCE)] {
+        let name = match who {
+            Who::Dev(name) => name.clone(),
+            _ => String::new(),
+        };
+        cases.push(empty_net_case(
+            Bola,
+            format!("{name} lists the action by id on instance {index}"),
+            user(
+                index,
+                Req::get(format!("{ACTION_FETCH}?action_id={action}"), who),
+            ),
+        ));
+        cases.push(empty_net_case(
+            Bola,
+            format!("{name} lists the events by action on instance {index}"),
+            user(
+                index,
+                Req::get(format!("{EVENT_FETCH}?action_id={action}"), who),
+            ),
+        ));
+    }
+    cases.push(empty_net_case(
+        Bola,
+        "Y lists the actions received by X's item",
+        user(
+            TARGET,
+            Req::get(
+                format!(
+                    "{ACTION_FETCH}?ownership_role=received&item_id={}",
+                    f.tutor_id
+                ),
+                &mallory,
+            ),
+        ),
+    ));
+    cases.push(empty_net_case(
+        Bola,
+        "Y lists the actions initiated by X's item",
+        user(
+            SOURCE,
+            Req::get(
+                format!(
+                    "{ACTION_FETCH}?ownership_role=initiated&item_id={}",
+                    f.student_id
+                ),
+                &mallory,
+            ),
+        ),
+    ));
+    cases.extend(signature_cases(
+        net,
+        NETWORK_PERFORM,
+        &f.network_perform,
+        SOURCE,
+        TARGET,
+    ));
+    cases.extend(signature_cases(net, EVENT_STORE, &f.event, TARGET, SOURCE));
+    for (path, index, replay) in &f.replays {
+        cases.push(net_case(
+            Authentication,
+            format!("{path} replayed"),
+            NetReq::Peer(*index, replay.clone()),
+            401,
+            "NONCE_REPLAYED",
+        ));
+    }
+    cases
+}
+
+/// Server-owned fields of an action sent by a client or by the source's instance are
+/// ignored: the stored action has the target's owner, a fresh id, `created` and count 0.
+async fn assert_actions_ignore_server_owned_fields(net: &TestNetwork, f: &ActionFixture) {
+    let ravi = Who::Dev("ravi".into());
+    let forged_id = uuid::Uuid::new_v4().to_string();
+    let forged = json!({"action_id": forged_id, "action_status": "accepted", "update_count": 9,
+                        "source_item_owner": "mallory", "target_item_owner": "mallory",
+                        "created_at": "2000-01-01T00:00:00.000Z"});
+    let mut user_body = f.perform.clone();
+    let mut peer_body = f.network_perform.clone();
+    for (field, value) in forged.as_object().expect("object") {
+        user_body[field] = value.clone();
+        // The source's instance speaks for the owners of its own items (reference-contract
+        // §8.5): only the rest is forged on the peer call.
+        if field != "source_item_owner" {
+            peer_body[field] = value.clone();
+        }
+    }
+    let mut created: Vec<(Value, Option<&str>)> = Vec::new();
+    let performed = user_expect(
+        net,
+        SOURCE,
+        Req::post(PERFORM, &Who::Dev("asha".into()), user_body)
+            .header("idempotency-key", "hostile-assign"),
+        201,
+    )
+    .await;
+    created.push((performed, Some("asha")));
+    let reply = net
+        .peer_post(SOURCE, TARGET, NETWORK_PERFORM, &peer_body)
+        .await
+        .expect("answered");
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    // The source's instance speaks for its own items' owners; only the target's are checked.
+    created.push((reply.body, None));
+    for (performed, source_owner) in created {
+        let id = performed["action_id"].as_str().expect("id");
+        assert_ne!(id, forged_id, "{performed}");
+        assert_eq!(performed["action_status"], "created", "{performed}");
+        assert_eq!(performed["update_count"], 0, "{performed}");
+        let listed = user_expect(
+            net,
+            TARGET,
+            Req::get(format!("{ACTION_FETCH}?action_id={id}"), &ravi),
+            200,
+        )
+        .await;
+        let stored = &listed["actions"][0];
+        assert_eq!(stored["target_item_owner"], "ravi", "{listed}");
+        assert_eq!(stored["action_status"], "created", "{listed}");
+        assert_eq!(stored["update_count"], 0, "{listed}");
+        if let Some(owner) = source_owner {
+            assert_eq!(stored["source_item_owner"], owner, "{listed}");
+        }
+        let mallorys = user_expect(
+            net,
+            TARGET,
+            Req::get(
+                format!("{ACTION_FETCH}?action_id={id}"),
+                &Who::Dev("mallory".into()),
+            ),
+            200,
+        )
+        .await;
+        assert_eq!(mallorys["meta"]["total"], 0, "{mallorys}");
+    }
 }
