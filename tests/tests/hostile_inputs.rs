@@ -2513,4 +2513,35 @@ async fn assert_actions_ignore_server_owned_fields(net: &TestNetwork, f: &Action
         .await;
         assert_eq!(mallorys["meta"]["total"], 0, "{mallorys}");
     }
+    // The target item's owner moves the action; the count, name and payload stay the
+    // server's.
+    let moved = user_expect(
+        net,
+        TARGET,
+        Req::post(
+            UPDATE_STATUS,
+            &ravi,
+            json!({"action_id": f.action_id, "action_status": "rejected", "remarks": "done",
+                   "update_count": 99, "action_name": "hire", "action_id_override": forged_id,
+                   "event_payload": {"status": "hacked"}, "target_item_owner": "mallory"}),
+        ),
+        200,
+    )
+    .await;
+    assert_eq!(moved["update_count"], 2, "{moved}");
+    assert_eq!(moved["action_name"], "connect", "{moved}");
+    assert_eq!(moved["action_id"], f.action_id.as_str(), "{moved}");
+    let events = user_expect(
+        net,
+        TARGET,
+        Req::get(
+            format!("{EVENT_FETCH}?action_id={}&update_count=2", f.action_id),
+            &ravi,
+        ),
+        200,
+    )
+    .await;
+    let event = &events["events"][0];
+    assert_eq!(event["event_payload"]["status"], "rejected", "{events}");
+    assert_eq!(event["target_item_owner"], "ravi", "{events}");
 }
