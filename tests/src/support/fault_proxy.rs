@@ -240,7 +240,12 @@ async fn handle(
     *lock(&state.counts).entry(path.clone()).or_default() += 1;
     lock(&state.arrivals).push((Instant::now(), path));
     let fault = lock(&state.fault).clone();
-    apply(&state, fault, request.map(|body| body.map_err(BoxError::from).boxed())).await
+    apply(
+        &state,
+        fault,
+        request.map(|body| body.map_err(BoxError::from).boxed()),
+    )
+    .await
 }
 
 async fn apply(
