@@ -351,6 +351,54 @@ async fn a_lost_answer_is_sent_again_and_the_duplicate_absorbed() {
     net.stop().await.expect("stops");
 }
 
+/// The target stops while a delivery is out (A stored the event, B is still waiting for the
+/// answer) and is started again: the claim's lease runs out, B sends the event again and A
+/// absorbs the duplicate.
+#[tokio::test]
+async fn a_target_stopped_between_send_and_mark_sends_again_after_its_lease() {
+    let mut net = network()
+        .proxied(A)
+        .env(B, "PEER_TIMEOUT_MS", "4000")
+        .env(B, "OUTBOX_LEASE_SECONDS", "5")
+        .env(B, "OUTBOX_DRAIN_TIMEOUT_SECONDS", "1")
+        .start()
+        .await
+        .expect("network");
+    let action_id = connect(&net).await;
+    a_holds(&net, &action_id, &[0], Duration::from_secs(15)).await;
+
+    let proxy = net.proxy(A).expect("proxy");
+    proxy.set(Fault::after_forward(Fault::BlackHole));
+    let sent_before = proxy.count(EVENT_STORE);
+    let count = update(&net, &action_id, "accepted", "sent, never marked").await;
+    a_holds(&net, &action_id, &[0, count], Duration::from_secs(15)).await;
+    let seen = outbox(&net).await;
+    assert_eq!(counts(&seen), (1, 1, 0), "still in flight: {seen}");
+    assert_eq!(undelivered(&seen)[0]["attempts"], 0, "{seen}");
+
+    // B stops with the delivery in flight: the drain gives up on it after its bound.
+    let halted = Instant::now();
+    net.halt_instance(B).await.expect("B stops");
+    assert!(
+        halted.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}",
+        halted.elapsed()
+    );
+    let proxy = net.proxy(A).expect("proxy");
+    proxy.set(Fault::Pass);
+    net.restart_instance(B).await.expect("B starts again");
+
+    b_delivered_all(&net, 2, Duration::from_secs(15)).await;
+    eprintln!("delivered {:?} after B was stopped", halted.elapsed());
+    let proxy = net.proxy(A).expect("proxy");
+    assert!(
+        proxy.count(EVENT_STORE) - sent_before >= 2,
+        "the event was sent again"
+    );
+    a_holds(&net, &action_id, &[0, 1], Duration::from_secs(1)).await;
+    net.stop().await.expect("stops");
+}
+
 /// Timeout of B's calls to A in the black-hole test.
 const BLACK_HOLE_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -533,9 +581,8 @@ async fn a_poison_event_is_dead_lettered_once_and_redriven() {
 
 /// 20 status updates at once over HTTP: each gets its own count, B keeps 21 events and A
 /// receives each once.
-#[tokio::test]
-async fn concurrent_status_updates_each_count_once() {
-    let net = network().start().await.expect("network");
+async fn concurrent_status_updates(builder: NetworkBuilder) {
+    let net = builder.start().await.expect("network");
     let action_id = connect(&net).await;
     let updates = (0..20).map(|k| {
         let net = &net;
@@ -554,4 +601,14 @@ async fn concurrent_status_updates_each_count_once() {
     a_holds(&net, &action_id, &all, Duration::from_secs(20)).await;
     b_delivered_all(&net, 21, Duration::from_secs(10)).await;
     net.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn concurrent_status_updates_each_count_once() {
+    concurrent_status_updates(network()).await;
+}
+
+#[tokio::test]
+async fn concurrent_status_updates_each_count_once_on_postgres_and_redis() {
+    concurrent_status_updates(network().postgres_redis()).await;
 }
