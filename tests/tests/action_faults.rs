@@ -457,7 +457,10 @@ async fn a_black_holed_source_gets_bounded_probes_with_growing_waits() {
         .map(|w| w[1] - w[0])
         .take(ATTEMPTS - 1)
         .collect();
-    eprintln!("gaps between attempts: {gaps:?}");
+    eprintln!(
+        "gaps between attempts: {gaps:?}; at most {} in flight",
+        proxy.peak_in_flight()
+    );
 
     // One probe at a time: each attempt starts after the previous one timed out (two in
     // flight together would arrive within a few milliseconds of each other).
@@ -468,6 +471,8 @@ async fn a_black_holed_source_gets_bounded_probes_with_growing_waits() {
             i + 2
         );
     }
+    // And the proxy never held two of B's requests at once.
+    assert_eq!(proxy.peak_in_flight(), 1, "{gaps:?}");
     // Bounded: after failure n the wait is at most min(cap, base * 2^(n-1)), plus the
     // timeout and a generous allowance for scheduling.
     let cap = Duration::from_secs(2);

@@ -93,6 +93,8 @@ struct State {
     counts: Mutex<HashMap<String, u64>>,
     arrivals: Mutex<Vec<(Instant, String)>>,
     matched: AtomicU64,
+    /// Requests being handled now, and the most at once.
+    in_flight: Mutex<(u64, u64)>,
     connections: AtomicU64,
     client: Client<HttpConnector, ProxyBody>,
 }
@@ -126,6 +128,7 @@ impl FaultProxy {
             counts: Mutex::new(HashMap::new()),
             arrivals: Mutex::new(Vec::new()),
             matched: AtomicU64::new(0),
+            in_flight: Mutex::new((0, 0)),
             connections: AtomicU64::new(0),
             client: Client::builder(TokioExecutor::new()).build_http(),
         });
@@ -168,6 +171,12 @@ impl FaultProxy {
     /// Requests a [`Fault::When`] applied its fault to.
     pub fn matched(&self) -> u64 {
         self.state.matched.load(Ordering::SeqCst)
+    }
+
+    /// Most requests the proxy was handling at once. A request counts until it is answered
+    /// or its caller gives up and closes the connection.
+    pub fn peak_in_flight(&self) -> u64 {
+        lock(&self.state.in_flight).1
     }
 
     /// Requests that reached the proxy, all paths together.
@@ -239,6 +248,7 @@ async fn handle(
     let path = request.uri().path().to_string();
     *lock(&state.counts).entry(path.clone()).or_default() += 1;
     lock(&state.arrivals).push((Instant::now(), path));
+    let _handling = InFlight::enter(&state);
     let fault = lock(&state.fault).clone();
     apply(
         &state,
@@ -248,6 +258,25 @@ async fn handle(
     .await
 }
 
+/// Counts a request in flight until dropped (answered, or abandoned with its connection).
+struct InFlight<'a>(&'a State);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a State) -> Self {
+        let mut in_flight = lock(&state.in_flight);
+        in_flight.0 += 1;
+        in_flight.1 = in_flight.1.max(in_flight.0);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.in_flight).0 -= 1;
+    }
+}
+
+/// Serves one request according to `fault`.
 async fn apply(
     state: &State,
     fault: Fault,
