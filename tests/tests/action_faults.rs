@@ -261,10 +261,10 @@ async fn source_down_while_the_target_emits_events(builder: NetworkBuilder) {
     })
     .await;
 
-    let down_since = Instant::now();
+    let restarted = Instant::now();
     net.restart_instance(A).await.expect("A starts again");
     a_holds(&net, &action_id, &expected, Duration::from_secs(20)).await;
-    eprintln!("A converged {:?} after its restart", down_since.elapsed());
+    eprintln!("A converged {:?} after its restart", restarted.elapsed());
     b_delivered_all(&net, 7, Duration::from_secs(10)).await;
 
     // The copy on A reflects the last status.
