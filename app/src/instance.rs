@@ -16,20 +16,24 @@ use dpg_adapters::metered_cache::MeteredCache;
 use dpg_adapters::peer_http::{HttpPeerTransport, PeerHttpConfig};
 use dpg_adapters::redis::RedisCache;
 use dpg_adapters::sql::{
-    PoolSettings, SqlApiKeyRepository, SqlDatabase, SqlItemRepository, SqlOutbox, SqlSchemaStore,
-    SqlSessionRepository, SqlUserRepository,
+    PoolSettings, SqlActionRepository, SqlApiKeyRepository, SqlDatabase, SqlItemRepository,
+    SqlOutbox, SqlSchemaStore, SqlSessionRepository, SqlUserRepository,
 };
 use dpg_adapters::system::{SystemClock, SystemRandom, TokioTimer, UuidV7Generator};
 use dpg_core::model::InstanceIdentity;
 use dpg_core::network::{CatalogHandle, CatalogOrigin, NetworkCatalog, SchemaCompiler};
-use dpg_core::ports::{Authenticator, Cache, Clock, ItemRepository, Outbox, SchemaLocation};
+use dpg_core::ports::{
+    ActionRepository, Authenticator, Cache, Clock, ItemRepository, Outbox, PeerTransport,
+    SchemaLocation,
+};
 use dpg_core::services::auth::AuthLimits;
 use dpg_core::services::network_fetch::BreakerSettings;
 use dpg_core::services::rate_limit::Limit;
 use dpg_core::services::{
-    AuthService, AuthServiceDeps, AuthSettings, HealthService, ItemService, ItemServiceDeps,
-    NetworkFetchDeps, NetworkFetchService, NetworkFetchSettings, NetworkSchemaService, OutboxAdmin,
-    OutboxDeps, OutboxDispatcher, PeerItemsService, PeerTrustService, SchemaServiceDeps,
+    ActionService, ActionServiceDeps, AuthService, AuthServiceDeps, AuthSettings, HealthService,
+    ItemService, ItemServiceDeps, NetworkFetchDeps, NetworkFetchService, NetworkFetchSettings,
+    NetworkSchemaService, OutboxAdmin, OutboxDeps, OutboxDispatcher, PeerItemsService,
+    PeerTrustService, SchemaServiceDeps,
 };
 use dpg_openapi::cors::CorsPolicy;
 use dpg_openapi::state::{CookieSettings, PublicKeyOut};
@@ -177,7 +181,7 @@ impl Instance {
             Some(_) => tracing::info!("peer_auth is off in every network: requests are not signed"),
             None => tracing::warn!("no instance key: peer requests are not signed"),
         }
-        let transport = Arc::new(transport);
+        let transport: Arc<dyn PeerTransport> = Arc::new(transport);
         let outbox_store = outbox_store(&database);
         let dispatcher = outbox_store.clone().map(|outbox| {
             Arc::new(OutboxDispatcher::new(
@@ -250,6 +254,19 @@ impl Instance {
                 ),
             },
         ));
+        let action_repository: Arc<dyn ActionRepository> =
+            Arc::new(SqlActionRepository::new(&database));
+        let actions = Arc::new(ActionService::new(ActionServiceDeps {
+            actions: action_repository,
+            items: repository.clone(),
+            transport,
+            catalog: catalog.clone(),
+            peer_trust: peer_trust.clone(),
+            clock: clock.clone(),
+            ids: Arc::new(UuidV7Generator),
+            identity: identity.clone(),
+            compiler: SchemaCompiler::new(config.allow_extra_schema_data),
+        }));
         let accounts = Arc::new(accounts_service(
             &config,
             &database,
@@ -271,6 +288,7 @@ impl Instance {
         };
         let state = Arc::new(ApiState {
             items,
+            actions,
             peer_items,
             network: network.clone(),
             peer_trust,

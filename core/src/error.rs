@@ -65,6 +65,19 @@ pub enum ErrorCode {
     NonceReplayed,
     SignerNotMember,
     SignerNotInstance,
+    // Actions and events (the reference's spelling).
+    SourceItemNotFound,
+    TargetItemNotFound,
+    InvalidTargetItem,
+    InvalidTargetInstance,
+    InvalidActionRequest,
+    InvalidActionEvent,
+    InvalidEventRequest,
+    ActionNotFound,
+    TargetInstanceUnavailable,
+    // Actions and events (new).
+    IdempotencyKeyReused,
+    EventOriginForbidden,
 }
 
 impl ErrorCode {
@@ -117,6 +130,17 @@ impl ErrorCode {
             ErrorCode::SignerNotInstance => "SIGNER_NOT_INSTANCE",
             ErrorCode::SchemaUrlForbidden => "SCHEMA_URL_FORBIDDEN",
             ErrorCode::InvalidSchemaRef => "INVALID_SCHEMA_REF",
+            ErrorCode::SourceItemNotFound => "SOURCE_ITEM_NOT_FOUND",
+            ErrorCode::TargetItemNotFound => "TARGET_ITEM_NOT_FOUND",
+            ErrorCode::InvalidTargetItem => "INVALID_TARGET_ITEM",
+            ErrorCode::InvalidTargetInstance => "INVALID_TARGET_INSTANCE",
+            ErrorCode::InvalidActionRequest => "INVALID_ACTION_REQUEST",
+            ErrorCode::InvalidActionEvent => "INVALID_ACTION_EVENT",
+            ErrorCode::InvalidEventRequest => "INVALID_EVENT_REQUEST",
+            ErrorCode::ActionNotFound => "ACTION_NOT_FOUND",
+            ErrorCode::TargetInstanceUnavailable => "TARGET_INSTANCE_UNAVAILABLE",
+            ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode::EventOriginForbidden => "EVENT_ORIGIN_FORBIDDEN",
         }
     }
 }
@@ -278,6 +302,8 @@ mod tests {
             ErrorCode::NoPeerAvailable,
             ErrorCode::SchemaUrlForbidden,
             ErrorCode::InvalidSchemaRef,
+            ErrorCode::InvalidActionEvent,
+            ErrorCode::TargetInstanceUnavailable,
         ] {
             let json = serde_json::to_value(code).expect("serializes");
             assert_eq!(json, serde_json::Value::String(code.as_str().to_string()));

@@ -1,6 +1,7 @@
 //! dpg-openapi: the HTTP interface of a DPG instance — operations, DTOs, error envelopes and
 //! the OpenAPI document. Knows the core, not the adapters.
 
+pub mod action_dto;
 pub mod api;
 pub mod auth;
 pub mod body;

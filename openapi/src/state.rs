@@ -5,14 +5,16 @@ use std::sync::Arc;
 use dpg_core::model::InstanceIdentity;
 use dpg_core::ports::Authenticator;
 use dpg_core::services::{
-    AuthService, HealthService, ItemService, NetworkFetchService, NetworkSchemaService,
-    OutboxAdmin, PeerItemsService, PeerTrustService,
+    ActionService, AuthService, HealthService, ItemService, NetworkFetchService,
+    NetworkSchemaService, OutboxAdmin, PeerItemsService, PeerTrustService,
 };
 
 use crate::cors::CorsPolicy;
 
 pub struct ApiState {
     pub items: Arc<ItemService>,
+    /// Actions between items and their events.
+    pub actions: Arc<ActionService>,
     /// What peers read from this instance (`count_local`, `fetch_local`).
     pub peer_items: Arc<PeerItemsService>,
     /// Network-wide reads.

@@ -1,5 +1,6 @@
 //! Use cases, written against the ports only.
 
+pub mod actions;
 pub mod auth;
 pub mod health;
 pub mod items;
@@ -11,6 +12,7 @@ pub mod peer_trust;
 pub mod rate_limit;
 pub mod schemas;
 
+pub use actions::{ActionService, ActionServiceDeps};
 pub use auth::{AuthService, AuthServiceDeps, AuthSettings, IssuedSession, SignedIn};
 pub use health::{HealthService, Readiness};
 pub use items::{ItemService, ItemServiceDeps};

@@ -1,10 +1,12 @@
 //! The operations, grouped as in the reference's tags.
 
 pub(crate) mod accounts;
+mod actions;
 mod admin;
 mod health;
 pub(crate) mod items;
 mod network;
+mod network_actions;
 mod network_items;
 
 use poem_openapi::{OpenApiService, Tags};
@@ -21,6 +23,8 @@ pub enum ApiTags {
     Health,
     /// Accounts, sessions and API keys (Better Auth compatible).
     Auth,
+    /// Actions between items and their status events.
+    Action,
     /// Operators' tools (administrators only).
     Admin,
 }
@@ -31,6 +35,8 @@ pub type Apis = (
     network::NetworkSchemaApi,
     network_items::NetworkItemsApi,
     accounts::AccountApi,
+    actions::ActionApi,
+    network_actions::NetworkActionApi,
     admin::AdminApi,
 );
 
@@ -43,6 +49,8 @@ pub fn service(server_url: Option<&str>) -> OpenApiService<Apis, ()> {
         network::NetworkSchemaApi,
         network_items::NetworkItemsApi,
         accounts::AccountApi,
+        actions::ActionApi,
+        network_actions::NetworkActionApi,
         admin::AdminApi,
     );
     let service = OpenApiService::new(apis, "DPG", env!("CARGO_PKG_VERSION")).description(
