@@ -71,7 +71,6 @@ impl ActionsSettings {
 /// Rows of the measurement table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    Seed,
     Perform,
     UpdateStatus,
     BacklogUpdate,
@@ -81,7 +80,6 @@ pub enum Op {
 impl Op {
     pub fn label(self) -> &'static str {
         match self {
-            Op::Seed => "seed: POST /api/v1/item/create (students on A, tutors on B)",
             Op::Perform => "POST /api/v1/action/perform on A (cross-instance, signed)",
             Op::UpdateStatus => "POST /api/v1/action/update-status on B (A up)",
             Op::BacklogUpdate => "POST /api/v1/action/update-status on B (A stopped: backlog)",
@@ -481,7 +479,7 @@ async fn phases(
     pair.start(false, dpg, client).await?;
     pair.start(true, dpg, client).await?;
 
-    let (students, tutors) = seed(pair, client, settings, report).await?;
+    let (students, tutors) = seed(pair, client).await?;
 
     // Phase 1: perform on A, then update-status on B.
     eprintln!(
@@ -549,86 +547,57 @@ fn tutor_users() -> Vec<String> {
     (0..TUTORS).map(|k| format!("tutor-{k}")).collect()
 }
 
-/// One student per student user on A, one tutor per tutor user on B.
-async fn seed(
-    pair: &Pair,
-    client: &reqwest::Client,
-    settings: ActionsSettings,
-    report: &mut ActionsReport,
-) -> anyhow::Result<(Vec<Owned>, Vec<Owned>)> {
+/// One student per student user on A, one tutor per tutor user on B, one at a time.
+async fn seed(pair: &Pair, client: &reqwest::Client) -> anyhow::Result<(Vec<Owned>, Vec<Owned>)> {
     eprintln!("[actions] seeding {STUDENTS} students on A and {TUTORS} tutors on B ...");
-    let a = pair.a.child()?.url(CREATE);
-    let b = pair.b.child()?.url(CREATE);
-    let created: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let sink = Arc::clone(&created);
-    let total = (STUDENTS + TUTORS) as u64;
-    let measured = load::run_inspected(
-        client,
-        settings.concurrency.min(8),
-        Until::Requests(total),
-        move |client, n| {
-            let k = usize::try_from(n).unwrap_or(usize::MAX);
-            if k < STUDENTS {
-                client
-                    .post(&a)
-                    .header("x-dev-user-id", format!("student-{k}"))
-                    .json(&json!({
-                        "item_network": NETWORK, "item_domain": STUDENT,
-                        "item_type": "profile_1.0",
-                        "item_state": {"name": format!("Student {k}"), "grade": "10",
-                                       "city": "Pune"}
-                    }))
-            } else {
-                let t = k - STUDENTS;
-                client
-                    .post(&b)
-                    .header("x-dev-user-id", format!("tutor-{t}"))
-                    .json(&json!({
-                        "item_network": NETWORK, "item_domain": TUTOR,
-                        "item_type": "profile_1.0",
-                        "item_state": {"name": format!("Tutor {t}"), "subjects": ["maths"],
-                                       "experience_years": 4}
-                    }))
-            }
-        },
-        move |body| {
-            let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-            let id = value["item_id"]
-                .as_str()
-                .ok_or_else(|| format!("no item_id in {value}"))?
-                .to_string();
-            // Answers complete in any order: they are matched to users by their owner.
-            let owner = value["created_by"].as_str().unwrap_or_default().to_string();
-            if let Ok(mut all) = sink.lock() {
-                all.push((owner, id));
-            }
-            Ok(None)
-        },
-    )
-    .await?;
-    let failed = measured.errors;
-    let samples = measured.error_samples.clone();
-    report.measurements.push((Op::Seed, measured));
-    if failed > 0 {
-        bail!("{failed} of {total} creates failed (first: {samples:?})");
+    let mut students = Vec::with_capacity(STUDENTS);
+    for (k, user) in student_users().into_iter().enumerate() {
+        let body = json!({
+            "item_network": NETWORK, "item_domain": STUDENT, "item_type": "profile_1.0",
+            "item_state": {"name": format!("Student {k}"), "grade": "10", "city": "Pune"}
+        });
+        let item_id = create(pair.a.child()?, client, &user, &body).await?;
+        students.push(Owned { item_id, user });
     }
-    let created = created
-        .lock()
-        .map_err(|_| anyhow!("the seed results are poisoned"))?
-        .clone();
-    let by_owner: HashMap<String, String> = created.into_iter().collect();
-    let pick = |users: Vec<String>| -> anyhow::Result<Vec<Owned>> {
-        users
-            .into_iter()
-            .map(|user| {
-                let item_id = by_owner.get(&user).cloned().ok_or_else(|| {
-                    anyhow!("no item of {user} was created (created_by missing?)")
-                })?;
-                Ok(Owned { item_id, user })
-            })
-            .collect()
-    };
-    Ok((pick(student_users())?, pick(tutor_users())?))
+    let mut tutors = Vec::with_capacity(TUTORS);
+    for (k, user) in tutor_users().into_iter().enumerate() {
+        let body = json!({
+            "item_network": NETWORK, "item_domain": TUTOR, "item_type": "profile_1.0",
+            "item_state": {"name": format!("Tutor {k}"), "subjects": ["maths"],
+                           "experience_years": 4}
+        });
+        let item_id = create(pair.b.child()?, client, &user, &body).await?;
+        tutors.push(Owned { item_id, user });
+    }
+    Ok((students, tutors))
+}
+
+/// `POST /api/v1/item/create` as `user`; the new item's id.
+async fn create(
+    child: &DpgChild,
+    client: &reqwest::Client,
+    user: &str,
+    body: &Value,
+) -> anyhow::Result<String> {
+    let url = child.url(CREATE);
+    let response = client
+        .post(&url)
+        .header("x-dev-user-id", user)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {url} failed"))?;
+    let status = response.status();
+    let text = response.text().await.context("body not read")?;
+    if !status.is_success() {
+        bail!("POST {url}: HTTP {status}: {}", clip(&text));
+    }
+    let value: Value =
+        serde_json::from_str(&text).with_context(|| format!("POST {url}: not JSON"))?;
+    value["item_id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("POST {url}: no item_id in {}", clip(&text)))
 }
 
 fn perform_body(student: &Owned, tutor: &Owned, tutor_url: &str) -> Value {
@@ -943,17 +912,33 @@ struct Outage {
     ready: Instant,
 }
 
+/// How an [`outage`] goes.
+struct OutagePlan {
+    /// update-status calls on B while A is down, and at what concurrency.
+    count: u64,
+    concurrency: usize,
+    /// A stays down at least this long.
+    down: Duration,
+    /// Goes into the remarks of the updates.
+    tag: &'static str,
+    /// Read B's pending gauge before the restart.
+    read_gauge: bool,
+}
+
 async fn outage(
     pair: &mut Pair,
     dpg: &Path,
     client: &reqwest::Client,
-    concurrency: usize,
-    count: u64,
-    down: Duration,
     cast: &Cast,
-    tag: &'static str,
-    read_gauge: bool,
+    plan: OutagePlan,
 ) -> anyhow::Result<Outage> {
+    let OutagePlan {
+        count,
+        concurrency,
+        down,
+        tag,
+        read_gauge,
+    } = plan;
     eprintln!("[actions] stopping A (SIGTERM) ...");
     pair.stop_a().await?;
     let stopped = Instant::now();
@@ -1014,12 +999,14 @@ async fn drain_phase(
         pair,
         dpg,
         client,
-        settings.concurrency,
-        settings.backlog,
-        Duration::ZERO,
         cast,
-        "backlog",
-        true,
+        OutagePlan {
+            count: settings.backlog,
+            concurrency: settings.concurrency,
+            down: Duration::ZERO,
+            tag: "backlog",
+            read_gauge: true,
+        },
     )
     .await?;
     let started = outage.ready;
@@ -1088,12 +1075,14 @@ async fn convergence_phase(
         pair,
         dpg,
         client,
-        settings.concurrency.min(8),
-        CONVERGENCE_EVENTS,
-        Duration::from_secs(settings.down_seconds()),
         cast,
-        tag,
-        false,
+        OutagePlan {
+            count: CONVERGENCE_EVENTS,
+            concurrency: settings.concurrency.min(8),
+            down: Duration::from_secs(settings.down_seconds()),
+            tag,
+            read_gauge: false,
+        },
     )
     .await?;
     let mut expected = before + outage.updates.requests - outage.updates.errors;

@@ -14,8 +14,7 @@ const CONTACT_GOAL: Duration = Duration::from_secs(5);
 /// Without contact: within the backoff cap plus this.
 const NO_CONTACT_MARGIN: Duration = Duration::from_secs(5);
 
-const OPS: [Op; 5] = [
-    Op::Seed,
+const OPS: [Op; 4] = [
     Op::Perform,
     Op::UpdateStatus,
     Op::BacklogUpdate,
