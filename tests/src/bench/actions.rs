@@ -58,6 +58,8 @@ pub struct ActionsSettings {
     pub backlog: u64,
     /// `OUTBOX_BACKOFF_CAP_SECONDS` of B for the whole run.
     pub backoff_cap: u64,
+    /// `OUTBOX_CONCURRENCY_PER_PEER` of B, when set (else its default, 4).
+    pub outbox_concurrency: Option<u64>,
 }
 
 impl ActionsSettings {
@@ -233,6 +235,13 @@ pub async fn measure(
             }
         }
     }
+    for side in [&pair.a, &pair.b] {
+        if let Some(child) = &side.child {
+            report
+                .notes
+                .extend(outbox_log_problems(side.name, &child.log_tail(usize::MAX)));
+        }
+    }
     let stopped = pair.stop().await;
     let mut cleanup = Vec::new();
     for side in [pair.a, pair.b] {
@@ -326,16 +335,14 @@ impl Plan {
             }
         };
         let a = side("A", 0, STUDENT, database_a, &[]);
-        let b = side(
-            "B",
-            1,
-            TUTOR,
-            database_b,
-            &[(
-                "OUTBOX_BACKOFF_CAP_SECONDS",
-                settings.backoff_cap.to_string(),
-            )],
-        );
+        let mut b_env = vec![(
+            "OUTBOX_BACKOFF_CAP_SECONDS",
+            settings.backoff_cap.to_string(),
+        )];
+        if let Some(concurrency) = settings.outbox_concurrency {
+            b_env.push(("OUTBOX_CONCURRENCY_PER_PEER", concurrency.to_string()));
+        }
+        let b = side("B", 1, TUTOR, database_b, &b_env);
         Pair {
             a,
             b,
@@ -1119,6 +1126,54 @@ async fn convergence_phase(
     Ok(())
 }
 
+/// What an instance's log (warnings and errors only, `RUST_LOG=warn`) says went wrong with
+/// its outbox storage (a failed release, deferral or record of an attempt leaves entries
+/// claimed until their lease ends, which delays delivery), as report notes.
+fn outbox_log_problems(name: &str, log: &str) -> Vec<String> {
+    const SIGNS: [&str; 4] = [
+        "cannot release outbox claims",
+        "cannot defer an outbox destination",
+        "cannot record an outbox attempt",
+        "cannot wake an outbox destination",
+    ];
+    let mut notes = Vec::new();
+    for sign in SIGNS {
+        let lines: Vec<&str> = log.lines().filter(|line| line.contains(sign)).collect();
+        if let Some(first) = lines.first() {
+            notes.push(format!(
+                "{name}'s log: {} line(s) \"{sign}\" (first: `{}`).",
+                lines.len(),
+                clip(&strip_ansi(first))
+            ));
+        }
+    }
+    let deadlocks = log.lines().filter(|line| line.contains("deadlock")).count();
+    if deadlocks > 0 {
+        notes.push(format!(
+            "{name}'s log: {deadlocks} line(s) mention a PostgreSQL deadlock."
+        ));
+    }
+    notes
+}
+
+/// `text` without terminal colour sequences (the children log with `LOG_FORMAT=pretty`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for end in chars.by_ref() {
+                if end.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Reads B's `dpg_outbox_entries{state="pending"}` until it shows at least `pending` (the
 /// gauge is refreshed every 10 s) or [`GAUGE_WAIT`] has passed; the last value read.
 async fn wait_gauge(b: &DpgChild, client: &reqwest::Client, pending: u64) -> Option<u64> {
@@ -1131,5 +1186,24 @@ async fn wait_gauge(b: &DpgChild, client: &reqwest::Client, pending: u64) -> Opt
             return value;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_storage_failures_in_a_log_become_notes() {
+        let log = "\u{1b}[2m2026\u{1b}[0m ERROR database operation failed error=deadlock detected\n\
+                   2026 WARN cannot defer an outbox destination error=internal\n\
+                   2026 WARN cannot release outbox claims; their lease will\n\
+                   2026 WARN cannot release outbox claims; their lease will\n";
+        let notes = outbox_log_problems("B", log);
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(notes[0].starts_with("B's log: 2 line(s) \"cannot release outbox claims\""));
+        assert!(notes[2].contains("1 line(s) mention a PostgreSQL deadlock"));
+        assert!(outbox_log_problems("A", "all fine\n").is_empty());
+        assert_eq!(strip_ansi("\u{1b}[2mtime\u{1b}[0m x"), "time x");
     }
 }

@@ -132,11 +132,13 @@ one's). The command fails when a check fails.
 
 Actions mode (--actions; PostgreSQL and Redis must answer, pgbench is not used):
   cargo run --release -p dpg-tests --bin bench -- --actions \
-    [--seconds 10] [--concurrency 32] [--backlog 10000] [--backoff-cap 10]
+    [--seconds 10] [--concurrency 32] [--backlog 10000] [--backoff-cap 10] \
+    [--outbox-concurrency N]
 starts 2 dpg children on PostgreSQL + Redis (a fresh database and Redis key prefix each,
 removed at the end) in a signed network (one document from examples/dev.network.json,
 peer_auth: required, a fresh key per instance): A serves yellow_dot/student, B
-yellow_dot/tutor, with B's OUTBOX_BACKOFF_CAP_SECONDS=--backoff-cap. 10 students on A and
+yellow_dot/tutor, with B's OUTBOX_BACKOFF_CAP_SECONDS=--backoff-cap (and
+OUTBOX_CONCURRENCY_PER_PEER=--outbox-concurrency when given). 10 students on A and
 10 tutors on B, each its own development user (x-dev-user-id). Then:
   1. POST /api/v1/action/perform (connect, student on A to tutor on B; a distinct
      Idempotency-Key each) on A for --seconds at --concurrency, then POST
@@ -153,7 +155,10 @@ yellow_dot/tutor, with B's OUTBOX_BACKOFF_CAP_SECONDS=--backoff-cap. 10 students
      contact, (b) without any: time from A ready until A holds every event.
 Prints the measurements, the deliveries (with B's next attempt to A as its admin route
 showed it just before the restart) and the goals: drain of 10,000 events under 10 s;
-convergence within 5 s with contact, within the backoff cap + 5 s without. The command
+convergence within 5 s with contact, within the backoff cap + 5 s without. Outbox storage
+failures in the instances' logs (failed release, deferral or record; PostgreSQL deadlocks)
+are listed under the deliveries, since they leave entries claimed until their lease ends.
+The command
 fails when a phase cannot run (then the tables show what was measured).";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -222,6 +227,10 @@ struct Args {
     #[arg(long, default_value_t = 10, requires = "actions",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     backoff_cap: u64,
+    /// With --actions: the target's OUTBOX_CONCURRENCY_PER_PEER (deliveries in flight to one
+    /// instance) [default: not set, so the dispatcher's default of 4].
+    #[arg(long, requires = "actions", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    outbox_concurrency: Option<u64>,
 }
 
 #[tokio::main]
@@ -627,15 +636,18 @@ async fn run_actions(args: Args) -> anyhow::Result<()> {
         seconds: args.seconds,
         backlog: args.backlog,
         backoff_cap: args.backoff_cap,
+        outbox_concurrency: args.outbox_concurrency,
     };
     println!("# dpg actions benchmark\n");
     println!("- command: `{}`", command.join(" "));
     println!(
         "- settings: --actions --concurrency {concurrency} --seconds {} --backlog {} \
-         --backoff-cap {}; A down {} s in each convergence case",
+         --backoff-cap {}{}; A down {} s in each convergence case",
         args.seconds,
         args.backlog,
         args.backoff_cap,
+        args.outbox_concurrency
+            .map_or_else(String::new, |n| format!(" --outbox-concurrency {n}")),
         settings.down_seconds()
     );
     println!("- machine: {}", report::machine());
@@ -651,11 +663,16 @@ async fn run_actions(args: Args) -> anyhow::Result<()> {
          AUTH_MIDDLEWARE_ENABLED=false (users by x-dev-user-id: {} students on A, {} tutors on \
          B, one item each); one document from examples/dev.network.json listing A for \
          student and B for tutor, each with a fresh Ed25519 key, peer_auth: required; B has \
-         OUTBOX_BACKOFF_CAP_SECONDS={} (reduced from 60 for the run), every other OUTBOX_* \
-         at its default (4 deliveries in flight per peer, 1 s base)",
+         OUTBOX_BACKOFF_CAP_SECONDS={} (reduced from 60 for the run), {}, every other \
+         OUTBOX_* at its default (1 s base, 30 s lease)",
         actions::STUDENTS,
         actions::TUTORS,
-        args.backoff_cap
+        args.backoff_cap,
+        args.outbox_concurrency.map_or_else(
+            || "OUTBOX_CONCURRENCY_PER_PEER at its default (4 deliveries in flight per peer)"
+                .to_string(),
+            |n| format!("OUTBOX_CONCURRENCY_PER_PEER={n}")
+        )
     );
     println!("- load generator: this process, {concurrency} keep-alive connections");
     println!(
