@@ -147,6 +147,8 @@ async fn walkthrough(
         let seeded = seed::seed(client, members).await?;
         let record = serde_json::json!({
             "action_id": seeded.action_id,
+            "student_item_id": seeded.student_item_id,
+            "tutor_item_id": seeded.tutor_item_id,
             "student_instance": seeded.student_instance,
             "tutor_instance": seeded.tutor_instance,
         });
@@ -172,10 +174,15 @@ async fn walkthrough(
         .iter()
         .find(|m| m.domain == "tutor")
         .unwrap_or(student);
-    let action_id = seeded
-        .as_ref()
-        .and_then(|s| s["action_id"].as_str())
-        .unwrap_or("<action_id>");
+    let recorded = |field: &str, placeholder: &'static str| {
+        seeded
+            .as_ref()
+            .and_then(|s| s[field].as_str().map(str::to_string))
+            .unwrap_or_else(|| placeholder.to_string())
+    };
+    let action_id = recorded("action_id", "<action_id>");
+    let student_item = recorded("student_item_id", "<student item_id>");
+    let tutor_item = recorded("tutor_item_id", "<tutor item_id>");
     println!("\nTry:");
     println!(
         "  # every student of the network, read through {}\n  curl -s '{}/api/v1/network/item/fetch?item_network=yellow_dot&item_domain=student&limit=10'",
@@ -183,9 +190,11 @@ async fn walkthrough(
         student.url()
     );
     println!(
-        "  # ask a tutor to connect: pick item ids from the fetches\n  curl -s -X POST {}/api/v1/action/perform -H 'x-dev-user-id: {}' -H 'content-type: application/json' -d '{{\"action_name\":\"connect\",\"source_item\":{{\"item_network\":\"yellow_dot\",\"item_domain\":\"student\",\"item_type\":\"profile_1.0\",\"item_id\":\"<student item_id>\"}},\"target_item\":{{\"item_network\":\"yellow_dot\",\"item_domain\":\"tutor\",\"item_type\":\"profile_1.0\",\"item_id\":\"<tutor item_id>\",\"item_instance_url\":\"{}\"}},\"requirements_snapshot\":{{\"subject\":\"math\",\"goal\":\"board exam\"}}}}'",
+        "  # Asha asks Meera (a tutor on another instance) to connect once more\n  curl -s -X POST {}/api/v1/action/perform -H 'x-dev-user-id: {}' -H 'content-type: application/json' -d '{{\"action_name\":\"connect\",\"source_item\":{{\"item_network\":\"yellow_dot\",\"item_domain\":\"student\",\"item_type\":\"profile_1.0\",\"item_id\":\"{}\"}},\"target_item\":{{\"item_network\":\"yellow_dot\",\"item_domain\":\"tutor\",\"item_type\":\"profile_1.0\",\"item_id\":\"{}\",\"item_instance_url\":\"{}\"}},\"requirements_snapshot\":{{\"subject\":\"math\",\"goal\":\"board exam\"}}}}'",
         student.url(),
         seed::STUDENT_USER,
+        student_item,
+        tutor_item,
         tutor.url()
     );
     println!(

@@ -26,6 +26,8 @@ const TUTORS: [(&str, &[&str], u32, &str); 2] = [
 #[derive(Debug, Clone)]
 pub struct Seeded {
     pub action_id: String,
+    pub student_item_id: String,
+    pub tutor_item_id: String,
     pub student_instance: String,
     pub tutor_instance: String,
 }
@@ -92,6 +94,8 @@ pub async fn seed(client: &reqwest::Client, members: &[Member]) -> anyhow::Resul
     .await?;
     Ok(Seeded {
         action_id,
+        student_item_id: student_id,
+        tutor_item_id: tutor_id,
         student_instance: student_at.url(),
         tutor_instance: tutors_at.url(),
     })

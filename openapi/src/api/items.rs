@@ -119,7 +119,7 @@ impl ItemApi {
         /// Items to skip, 0–10000 (default 0).
         offset: Query<Option<u32>>,
         /// Accepted for compatibility; this route caches briefly and invalidates on writes.
-        #[oai(name = "cache_ttl_seconds")]
+        #[oai(name = "cache_ttl_seconds", validator(minimum(value = "1")))]
         _cache_ttl_seconds: Query<Option<u32>>,
     ) -> Result<EncodedJson<ItemPageOut>, ApiError> {
         let query = req.uri().query().unwrap_or_default();

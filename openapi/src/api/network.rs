@@ -108,8 +108,13 @@ impl NetworkSchemaApi {
     }
 }
 
-/// A failed reload is the registry's fault, never the caller's: 502 with the reason.
+/// A failed reload is the registry's fault, never the caller's: 502 with the reason. A URL
+/// refused by the address policy (loopback, private, link-local) was never contacted: 403
+/// `SCHEMA_URL_FORBIDDEN`, so that the administrator sees a policy decision, not an outage.
 fn reload_error(err: CoreError) -> ApiError {
+    if err.code() == ErrorCode::SchemaUrlForbidden {
+        return err.into();
+    }
     let message = match &err {
         CoreError::Invalid { message, .. }
         | CoreError::Upstream { message, .. }

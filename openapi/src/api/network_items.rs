@@ -130,6 +130,7 @@ impl NetworkItemsApi {
         /// Items to skip, 0–10000 (default 0); ignored with `cursor`.
         offset: Query<Option<u32>>,
         /// How long the page may be cached, in seconds (at least the domain's minimum).
+        #[oai(validator(minimum(value = "1")))]
         cache_ttl_seconds: Query<Option<u64>>,
         /// `meta.next_cursor` of the previous page.
         cursor: Query<Option<String>>,

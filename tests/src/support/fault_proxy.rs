@@ -1,13 +1,14 @@
 //! A loopback HTTP/1.1 proxy that sits in front of an instance (or a fake peer) and injects
 //! faults on demand: latency, silence, resets, slow or oversized bodies, error statuses and
-//! hostile answers. Every request that reaches it is counted by path.
+//! hostile answers, answers lost after the target acted, and faults for chosen requests only.
+//! Every request that reaches it is counted and timed by path.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -50,6 +51,33 @@ pub enum Fault {
     Oversized(usize),
     /// Answer 200 with this body as JSON.
     Replace(String),
+    /// Forward the request and let the target act on it and answer, then drop that answer
+    /// and do this instead: [`Fault::Reset`], [`Fault::BlackHole`] or a canned answer (any
+    /// other fault passes the target's answer on). The caller never learns that it worked,
+    /// as when the sender crashes between sending and recording.
+    AfterForward(Box<Fault>),
+    /// `fault` for the requests whose body contains `body_contains`, [`Fault::Pass`] for
+    /// the others (the body is read whole first). Requests it applies to are counted by
+    /// [`FaultProxy::matched`].
+    When {
+        body_contains: String,
+        fault: Box<Fault>,
+    },
+}
+
+impl Fault {
+    /// [`Fault::AfterForward`]: forward, then answer as `fault` would.
+    pub fn after_forward(fault: Fault) -> Fault {
+        Fault::AfterForward(Box::new(fault))
+    }
+
+    /// [`Fault::When`]: `fault` for requests whose body contains `marker`, pass the rest.
+    pub fn when_body_contains(marker: impl Into<String>, fault: Fault) -> Fault {
+        Fault::When {
+            body_contains: marker.into(),
+            fault: Box::new(fault),
+        }
+    }
 }
 
 /// A running proxy; stops when dropped (or with [`FaultProxy::shutdown`]).
@@ -63,8 +91,12 @@ struct State {
     target: SocketAddr,
     fault: Mutex<Fault>,
     counts: Mutex<HashMap<String, u64>>,
+    arrivals: Mutex<Vec<(Instant, String)>>,
+    matched: AtomicU64,
+    /// Requests being handled now, and the most at once.
+    in_flight: Mutex<(u64, u64)>,
     connections: AtomicU64,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, ProxyBody>,
 }
 
 /// Returned by the service to make hyper drop the connection without an answer.
@@ -94,6 +126,9 @@ impl FaultProxy {
             target,
             fault: Mutex::new(Fault::Pass),
             counts: Mutex::new(HashMap::new()),
+            arrivals: Mutex::new(Vec::new()),
+            matched: AtomicU64::new(0),
+            in_flight: Mutex::new((0, 0)),
             connections: AtomicU64::new(0),
             client: Client::builder(TokioExecutor::new()).build_http(),
         });
@@ -122,6 +157,26 @@ impl FaultProxy {
     /// Requests that reached the proxy with this path (query excluded), whatever the fault.
     pub fn count(&self, path: &str) -> u64 {
         lock(&self.state.counts).get(path).copied().unwrap_or(0)
+    }
+
+    /// When each request with this path (query excluded) reached the proxy, in order.
+    pub fn arrivals(&self, path: &str) -> Vec<Instant> {
+        lock(&self.state.arrivals)
+            .iter()
+            .filter(|(_, p)| p == path)
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
+    /// Requests a [`Fault::When`] applied its fault to.
+    pub fn matched(&self) -> u64 {
+        self.state.matched.load(Ordering::SeqCst)
+    }
+
+    /// Most requests the proxy was handling at once. A request counts until it is answered
+    /// or its caller gives up and closes the connection.
+    pub fn peak_in_flight(&self) -> u64 {
+        lock(&self.state.in_flight).1
     }
 
     /// Requests that reached the proxy, all paths together.
@@ -190,18 +245,88 @@ async fn handle(
     state: Arc<State>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ResetConnection> {
-    *lock(&state.counts)
-        .entry(request.uri().path().to_string())
-        .or_default() += 1;
+    let path = request.uri().path().to_string();
+    *lock(&state.counts).entry(path.clone()).or_default() += 1;
+    lock(&state.arrivals).push((Instant::now(), path));
+    let _handling = InFlight::enter(&state);
     let fault = lock(&state.fault).clone();
+    apply(
+        &state,
+        fault,
+        request.map(|body| body.map_err(BoxError::from).boxed()),
+    )
+    .await
+}
+
+/// Counts a request in flight until dropped (answered, or abandoned with its connection).
+struct InFlight<'a>(&'a State);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a State) -> Self {
+        let mut in_flight = lock(&state.in_flight);
+        in_flight.0 += 1;
+        in_flight.1 = in_flight.1.max(in_flight.0);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.in_flight).0 -= 1;
+    }
+}
+
+/// Serves one request according to `fault`.
+async fn apply(
+    state: &State,
+    fault: Fault,
+    request: Request<ProxyBody>,
+) -> Result<Response<ProxyBody>, ResetConnection> {
     match fault {
-        Fault::Pass => Ok(forward(&state, request).await),
+        Fault::Pass => Ok(forward(state, request).await),
         Fault::Latency(delay) => {
             tokio::time::sleep(delay).await;
-            Ok(forward(&state, request).await)
+            Ok(forward(state, request).await)
         }
         Fault::BlackHole => std::future::pending().await,
         Fault::Reset => Err(ResetConnection),
+        Fault::AfterForward(instead) => {
+            let answer = forward(state, request).await;
+            if matches!(
+                *instead,
+                Fault::Pass | Fault::Latency(_) | Fault::AfterForward(_) | Fault::When { .. }
+            ) {
+                return Ok(answer);
+            }
+            // Let the target finish its answer, then lose it.
+            let _ = answer.into_body().collect().await;
+            match *instead {
+                Fault::BlackHole => std::future::pending().await,
+                Fault::Reset => Err(ResetConnection),
+                canned => Ok(canned_answer(canned)),
+            }
+        }
+        Fault::When {
+            body_contains,
+            fault,
+        } => {
+            let (parts, body) = request.into_parts();
+            let Ok(collected) = body.collect().await else {
+                return Err(ResetConnection);
+            };
+            let bytes = collected.to_bytes();
+            let hit = !body_contains.is_empty()
+                && bytes
+                    .windows(body_contains.len())
+                    .any(|w| w == body_contains.as_bytes());
+            let request = Request::from_parts(parts, full_body(bytes));
+            if hit {
+                state.matched.fetch_add(1, Ordering::SeqCst);
+                Box::pin(apply(state, *fault, request)).await
+            } else {
+                Ok(forward(state, request).await)
+            }
+        }
         canned => {
             // Read the request to its end so the connection stays usable for keep-alive.
             let _ = request.into_body().collect().await;
@@ -228,7 +353,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-async fn forward(state: &State, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn forward(state: &State, request: Request<ProxyBody>) -> Response<ProxyBody> {
     let (mut parts, body) = request.into_parts();
     let path = parts
         .uri
@@ -267,19 +392,26 @@ fn canned_answer(fault: Fault) -> Response<ProxyBody> {
         Fault::SlowBody => streamed(slow_body()),
         Fault::Oversized(size) => streamed(oversized_body(size)),
         // Handled by the caller; answering 500 keeps this total.
-        Fault::Pass | Fault::Latency(_) | Fault::BlackHole | Fault::Reset => json_answer(
+        Fault::Pass
+        | Fault::Latency(_)
+        | Fault::BlackHole
+        | Fault::Reset
+        | Fault::AfterForward(_)
+        | Fault::When { .. } => json_answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             r#"{"error":"FAULT_PROXY"}"#,
         ),
     }
 }
 
+fn full_body(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes)
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
 fn json_answer(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
-    let mut response = Response::new(
-        Full::new(body.into())
-            .map_err(|never: Infallible| match never {})
-            .boxed(),
-    );
+    let mut response = Response::new(full_body(body.into()));
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -3,13 +3,16 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use dpg_app::{Config, Instance, Listening};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A running instance; stops when dropped (or with [`TestInstance::stop`]).
+/// A running instance; stops when dropped (or with [`TestInstance::stop`]). It can also be
+/// halted and started again on the same port, data and environment
+/// ([`TestInstance::halt`], [`TestInstance::restart`]), as after a crash or a redeploy.
 pub struct TestInstance {
     /// The instance's public URL (`API_DOMAIN` with the port): what its items carry.
     pub base_url: String,
@@ -18,6 +21,10 @@ pub struct TestInstance {
     pub local_url: String,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
+    /// Where it listens, kept for a restart.
+    addr: SocketAddr,
+    /// The complete environment it booted with, kept for a restart.
+    vars: HashMap<String, String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -64,7 +71,8 @@ impl TestInstance {
         env: InstanceEnv,
     ) -> anyhow::Result<TestInstance> {
         install_crypto_provider();
-        let port = listener.local_addr.port();
+        let addr = listener.local_addr;
+        let port = addr.port();
         let local_url = format!("http://{}", listener.local_addr);
         let mut vars = env.vars;
         vars.entry("DPG_DATA_DIR".into())
@@ -76,16 +84,7 @@ impl TestInstance {
             .or_insert_with(|| repo_path("examples/dev.network.json"));
         vars.entry("LOG_FORMAT".into())
             .or_insert_with(|| "pretty".into());
-        let config =
-            Config::from_lookup(|name| vars.get(name).cloned()).map_err(anyhow::Error::msg)?;
-        let base_url = config.base_url.clone();
-        let instance = Instance::build(config)
-            .await
-            .context("instance did not boot")?;
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(instance.serve(listener, async move {
-            let _ = rx.await;
-        }));
+        let (base_url, shutdown, task) = boot(listener, &vars).await?;
         Ok(TestInstance {
             base_url,
             local_url,
@@ -94,7 +93,9 @@ impl TestInstance {
                 .build()
                 .context("http client")?,
             data_dir,
-            shutdown: Some(tx),
+            addr,
+            vars,
+            shutdown: Some(shutdown),
             task: Some(task),
         })
     }
@@ -106,6 +107,13 @@ impl TestInstance {
 
     /// Stops gracefully and waits until the server has drained.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.halt().await
+    }
+
+    /// Stops gracefully and waits until the server has drained, keeping the port, the data
+    /// and the environment for [`TestInstance::restart`]. Its peers now find nobody
+    /// listening (connection refused).
+    pub async fn halt(&mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -114,6 +122,57 @@ impl TestInstance {
         }
         Ok(())
     }
+
+    /// Whether it is serving (not halted).
+    pub fn is_running(&self) -> bool {
+        self.task.is_some()
+    }
+
+    /// Boots it again after [`TestInstance::halt`], on the same port, data directory (or
+    /// database) and environment. Binding is retried for a few seconds while the old socket
+    /// is still being released.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if self.is_running() {
+            bail!("instance {} is still running", self.local_url);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match Listening::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => return Err(err.context("rebinding the port of a halted instance")),
+            }
+        };
+        let (base_url, shutdown, task) = boot(listener, &self.vars).await?;
+        if base_url != self.base_url {
+            bail!("restarted as {base_url} instead of {}", self.base_url);
+        }
+        self.shutdown = Some(shutdown);
+        self.task = Some(task);
+        Ok(())
+    }
+}
+
+type ServerTask = JoinHandle<anyhow::Result<()>>;
+
+/// Builds an instance from its complete environment and serves it on `listener` until the
+/// returned sender fires (or is dropped).
+async fn boot(
+    listener: Listening,
+    vars: &HashMap<String, String>,
+) -> anyhow::Result<(String, oneshot::Sender<()>, ServerTask)> {
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).map_err(anyhow::Error::msg)?;
+    let base_url = config.base_url.clone();
+    let instance = Instance::build(config)
+        .await
+        .context("instance did not boot")?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(instance.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    Ok((base_url, tx, task))
 }
 
 impl Drop for TestInstance {

@@ -473,6 +473,26 @@ impl TestNetwork {
         self.signers[index].as_ref()
     }
 
+    /// Stops instance `index` gracefully (its peers find nobody listening), keeping its
+    /// port, data and environment for [`TestNetwork::restart_instance`].
+    pub async fn halt_instance(&mut self, index: usize) -> anyhow::Result<()> {
+        self.members[index]
+            .instance
+            .halt()
+            .await
+            .with_context(|| format!("halting instance {index}"))
+    }
+
+    /// Starts instance `index` again after [`TestNetwork::halt_instance`], on the same port
+    /// with the same data (SQLite file or PostgreSQL database) and environment.
+    pub async fn restart_instance(&mut self, index: usize) -> anyhow::Result<()> {
+        self.members[index]
+            .instance
+            .restart()
+            .await
+            .with_context(|| format!("restarting instance {index}"))
+    }
+
     /// The proxy in front of instance `index`, when it has one.
     pub fn proxy(&self, index: usize) -> Option<&FaultProxy> {
         self.members[index].proxy.as_ref()

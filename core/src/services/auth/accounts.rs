@@ -1,7 +1,7 @@
 //! Sign-up, sign-in, sign-out, password change, account deletion, administrators.
 
 use super::credentials::{check_name, check_password, hash_secret, normalize_email};
-use super::{AuthService, IssuedSession, SignedIn};
+use super::{AuthService, IssuedSession, SignedIn, require_session};
 use crate::error::{CoreError, ErrorCode};
 use crate::model::{AuthMethod, Caller, ClientInfo, Role, Session, User};
 
@@ -135,6 +135,10 @@ impl AuthService {
         revoke_other_sessions: bool,
         client: &ClientInfo,
     ) -> Result<(User, Option<IssuedSession>), CoreError> {
+        require_session(
+            caller,
+            "The password is changed with a session, not with an API key",
+        )?;
         if let Some(ip) = &client.ip {
             self.limiter
                 .hit(
@@ -175,6 +179,10 @@ impl AuthService {
     /// Deletes the caller's account with their sessions, API keys and items, after
     /// checking their password.
     pub async fn delete_user(&self, caller: &Caller, password: &str) -> Result<(), CoreError> {
+        require_session(
+            caller,
+            "An account is deleted with a session, not with an API key",
+        )?;
         let user = self.account_of(caller).await?;
         self.check_current_password(&user, password).await?;
         let sessions = self.deps.sessions.delete_for_user(&user.id, None).await?;

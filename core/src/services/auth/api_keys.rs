@@ -1,9 +1,9 @@
 //! API keys: created with a session, shown once, stored hashed, revocable, optionally expiring.
 
-use super::AuthService;
 use super::credentials::{check_name, hash_secret};
+use super::{AuthService, require_session};
 use crate::error::{CoreError, ErrorCode};
-use crate::model::{ApiKey, AuthMethod, Caller, ClientInfo};
+use crate::model::{ApiKey, Caller, ClientInfo};
 
 /// Random characters after the prefix.
 pub(super) const KEY_RANDOM_CHARS: usize = 64;
@@ -31,12 +31,10 @@ impl AuthService {
         expires_in_secs: Option<u64>,
         client: &ClientInfo,
     ) -> Result<CreatedApiKey, CoreError> {
-        if matches!(caller.method, AuthMethod::ApiKey { .. }) {
-            return Err(CoreError::Forbidden {
-                code: ErrorCode::Unauthorized,
-                message: "API keys are created with a session, not with another key".to_string(),
-            });
-        }
+        require_session(
+            caller,
+            "API keys are created with a session, not with another key",
+        )?;
         let name = name.map(check_name).transpose()?.ok_or_else(|| {
             CoreError::invalid(ErrorCode::NameRequired, "API Key name is required.")
         })?;
@@ -103,6 +101,10 @@ impl AuthService {
 
     /// Revokes one of the caller's keys; 404 `KEY_NOT_FOUND` for any other key.
     pub async fn delete_api_key(&self, caller: &Caller, key_id: &str) -> Result<(), CoreError> {
+        require_session(
+            caller,
+            "API keys are revoked with a session, not with a key",
+        )?;
         let deleted = self.deps.api_keys.delete(key_id, &caller.user_id).await?;
         let Some(key) = deleted else {
             return Err(CoreError::not_found(

@@ -141,5 +141,18 @@ impl AuthService {
     }
 }
 
+/// Managing the account itself (its password, its keys, its deletion) needs a session: an
+/// API key identifies its user to the item routes, but cannot act on the account (as with
+/// Better Auth, whose account routes never accept an API key).
+fn require_session(caller: &crate::model::Caller, refusal: &str) -> Result<(), crate::CoreError> {
+    if matches!(caller.method, crate::model::AuthMethod::ApiKey { .. }) {
+        return Err(crate::CoreError::Forbidden {
+            code: crate::ErrorCode::Unauthorized,
+            message: refusal.to_string(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

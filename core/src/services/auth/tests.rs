@@ -481,6 +481,33 @@ async fn api_key_lifecycle() {
         .create_api_key(&caller, Some("nested"), None, &client())
         .await;
     assert!(minted.is_err(), "a key cannot mint keys");
+    // Nor can it manage the account: its password, its keys, its deletion.
+    let changed = h
+        .service
+        .change_password(&caller, "correct horse", "new password!", false, &client())
+        .await;
+    assert!(
+        matches!(changed, Err(CoreError::Forbidden { .. })),
+        "{changed:?}"
+    );
+    let revoked = h.service.delete_api_key(&caller, &created.api_key.id).await;
+    assert!(
+        matches!(revoked, Err(CoreError::Forbidden { .. })),
+        "{revoked:?}"
+    );
+    let deleted = h.service.delete_user(&caller, "correct horse").await;
+    assert!(
+        matches!(deleted, Err(CoreError::Forbidden { .. })),
+        "{deleted:?}"
+    );
+    assert!(h.auth(key(&created.key)).await.expect("ok").is_some());
+    assert!(
+        h.auth(bearer(&signed.session.token))
+            .await
+            .expect("ok")
+            .is_some(),
+        "the account is still there"
+    );
 
     for bad in [
         "dpg_short",
