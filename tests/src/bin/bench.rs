@@ -1,6 +1,10 @@
 //! `bench`: throughput, latency and memory of the release `dpg` binary, next to what this
 //! machine's PostgreSQL and HTTP stack can do. The numbers are outputs, never assertions.
 
+#[path = "../bench/actions.rs"]
+mod actions;
+#[path = "../bench/actions_report.rs"]
+mod actions_report;
 #[path = "../bench/child.rs"]
 mod child;
 #[path = "../bench/db.rs"]
@@ -124,7 +128,38 @@ stime from /proc/<pid>/stat) is read around every phase. Prints the in-process t
 rounds' measurement table, signed versus unsigned per round, pooled, and each kind's drift
 between rounds (requests/s, p50, p99, instances' CPU per request), and the two goals
 (verification under 100 us; the signed network fetch's median within 10% of the unsigned
-one's). The command fails when a check fails.";
+one's). The command fails when a check fails.
+
+Actions mode (--actions; PostgreSQL and Redis must answer, pgbench is not used):
+  cargo run --release -p dpg-tests --bin bench -- --actions \
+    [--seconds 10] [--concurrency 32] [--backlog 10000] [--backoff-cap 10] \
+    [--outbox-concurrency N]
+starts 2 dpg children on PostgreSQL + Redis (a fresh database and Redis key prefix each,
+removed at the end) in a signed network (one document from examples/dev.network.json,
+peer_auth: required, a fresh key per instance): A serves yellow_dot/student, B
+yellow_dot/tutor, with B's OUTBOX_BACKOFF_CAP_SECONDS=--backoff-cap (and
+OUTBOX_CONCURRENCY_PER_PEER=--outbox-concurrency when given). 10 students on A and
+10 tutors on B, each its own development user (x-dev-user-id). Then:
+  1. POST /api/v1/action/perform (connect, student on A to tutor on B; a distinct
+     Idempotency-Key each) on A for --seconds at --concurrency, then POST
+     /api/v1/action/update-status on B over the actions created, by their tutors; then
+     the wait until B's outbox has nothing pending and A holds as many events as B
+     (GET /api/v1/event/fetch, meta.total summed over the users of each side);
+  2. backlog drain: A stopped (SIGTERM), --backlog update-status calls on B, B's pending
+     outbox read from GET /api/v1/admin/outbox and dpg_outbox_entries{state=\"pending\"},
+     A restarted on the same database; as soon as it is ready it performs once (a signed
+     request to B, which resets B's backoff for A): time from A ready until B has nothing
+     pending and A holds every event;
+  3. convergence: A stopped again for 3 x --backoff-cap s (at least 20) while 200 events
+     are made on B, so that B's retry delay for A has grown; restarted (a) with the same
+     contact, (b) without any: time from A ready until A holds every event.
+Prints the measurements, the deliveries (with B's next attempt to A as its admin route
+showed it just before the restart) and the goals: drain of 10,000 events under 10 s;
+convergence within 5 s with contact, within the backoff cap + 5 s without. Outbox storage
+failures in the instances' logs (failed release, deferral or record; PostgreSQL deadlocks)
+are listed under the deliveries, since they leave entries claimed until their lease ends.
+The command
+fails when a phase cannot run (then the tables show what was measured).";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendChoice {
@@ -179,6 +214,23 @@ struct Args {
     /// embedded instances unsigned and signed, interleaved (see below).
     #[arg(long, conflicts_with_all = ["items", "backend", "postgres_url", "redis_url", "network"])]
     peer_auth: bool,
+    /// Actions mode: perform and update-status across two signed PostgreSQL + Redis
+    /// instances, then the outbox's backlog drain and convergence (see below).
+    #[arg(long, conflicts_with_all = ["items", "backend", "network", "peer_auth"])]
+    actions: bool,
+    /// With --actions: events created on the target while the source is down.
+    #[arg(long, default_value_t = 10_000, requires = "actions",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    backlog: u64,
+    /// With --actions: the target's OUTBOX_BACKOFF_CAP_SECONDS for the whole run (the
+    /// default 60 s would make the convergence case without contact take minutes).
+    #[arg(long, default_value_t = 10, requires = "actions",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    backoff_cap: u64,
+    /// With --actions: the target's OUTBOX_CONCURRENCY_PER_PEER (deliveries in flight to one
+    /// instance) [default: not set, so the dispatcher's default of 4].
+    #[arg(long, requires = "actions", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    outbox_concurrency: Option<u64>,
 }
 
 #[tokio::main]
@@ -200,6 +252,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.peer_auth {
         return run_peer_auth(args).await;
+    }
+    if args.actions {
+        return run_actions(args).await;
     }
     let command: Vec<String> = std::env::args().collect();
     let concurrency = args.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
@@ -571,6 +626,109 @@ async fn run_peer_auth(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--actions`: perform and update-status across two signed PostgreSQL + Redis instances,
+/// the backlog drain and the convergence after a source returns.
+async fn run_actions(args: Args) -> anyhow::Result<()> {
+    let command: Vec<String> = std::env::args().collect();
+    let concurrency = args.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    let settings = actions::ActionsSettings {
+        concurrency: usize::try_from(concurrency)?,
+        seconds: args.seconds,
+        backlog: args.backlog,
+        backoff_cap: args.backoff_cap,
+        outbox_concurrency: args.outbox_concurrency,
+    };
+    println!("# dpg actions benchmark\n");
+    println!("- command: `{}`", command.join(" "));
+    println!(
+        "- settings: --actions --concurrency {concurrency} --seconds {} --backlog {} \
+         --backoff-cap {}{}; A down {} s in each convergence case",
+        args.seconds,
+        args.backlog,
+        args.backoff_cap,
+        args.outbox_concurrency
+            .map_or_else(String::new, |n| format!(" --outbox-concurrency {n}")),
+        settings.down_seconds()
+    );
+    println!("- machine: {}", report::machine());
+    if cfg!(debug_assertions) {
+        println!("- WARNING: this is a debug build of the load generator; use --release");
+    }
+    let dpg = dpg_binary(args.dpg.as_deref())?;
+    println!("- dpg binary: {}", dpg.display());
+    println!(
+        "- instances: A serves yellow_dot/student (source of every action), B \
+         yellow_dot/tutor (target); each a fresh PostgreSQL database dpg_bench_<random>_a/_b \
+         and its own Redis key prefix; RUST_LOG=warn, INSTANCE_ENV=development, \
+         AUTH_MIDDLEWARE_ENABLED=false (users by x-dev-user-id: {} students on A, {} tutors on \
+         B, one item each); one document from examples/dev.network.json listing A for \
+         student and B for tutor, each with a fresh Ed25519 key, peer_auth: required; B has \
+         OUTBOX_BACKOFF_CAP_SECONDS={} (reduced from 60 for the run), {}, every other \
+         OUTBOX_* at its default (1 s base, 30 s lease)",
+        actions::STUDENTS,
+        actions::TUTORS,
+        args.backoff_cap,
+        args.outbox_concurrency.map_or_else(
+            || "OUTBOX_CONCURRENCY_PER_PEER at its default (4 deliveries in flight per peer)"
+                .to_string(),
+            |n| format!("OUTBOX_CONCURRENCY_PER_PEER={n}")
+        )
+    );
+    println!("- load generator: this process, {concurrency} keep-alive connections");
+    println!(
+        "- /proc/loadavg at the start: {} (other processes on this machine share its CPUs)\n",
+        load_average()
+    );
+
+    let dev_network = repo_root()?.join("examples/dev.network.json");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(settings.concurrency)
+        .tcp_nodelay(true)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("could not build the HTTP client")?;
+    let mut report = actions::ActionsReport::default();
+    let outcome = actions::measure(
+        &dpg,
+        &dev_network,
+        &args.postgres_url,
+        &args.redis_url,
+        &client,
+        settings,
+        &mut report,
+    )
+    .await;
+
+    println!("## Measurements\n");
+    println!("{}", actions_report::measurement_table(&report));
+    println!(
+        "{} actions were created by the perform phase; update-status cycles through \
+         accepted, rejected and pending over them, each call by the tutor owning the target.\n",
+        report.actions
+    );
+    println!("## Event delivery from B's outbox to A\n");
+    println!("{}", actions_report::delivery_table(&report, &settings));
+    for note in &report.notes {
+        println!("- {note}");
+    }
+    println!("\n## Goals\n");
+    println!("{}", actions_report::goals_table(&report, &settings));
+    println!("/proc/loadavg at the end: {}\n", load_average());
+    let errors = actions_report::errors_section(&report);
+    if errors.is_empty() {
+        println!("No request failed.");
+    } else {
+        println!("## ERRORS (non-2xx or failed requests)\n\n{errors}");
+        eprintln!("SOME REQUESTS FAILED: see the ERRORS section of the report");
+    }
+    if let Err(error) = outcome {
+        println!("\n## Could not run\n\n- {error:#}");
+        bail!("the actions benchmark could not run to its end");
+    }
+    Ok(())
+}
+
 /// The first three fields of `/proc/loadavg` (1, 5 and 15 minutes).
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -696,6 +854,16 @@ async fn run_postgres(
     outcome?;
     dropped?;
     cleaned
+}
+
+/// Fails unless Redis answers at `url`.
+async fn check_redis(url: &str) -> anyhow::Result<()> {
+    let cache =
+        RedisCache::new(url, "dpg-bench:check:").context("--redis-url is not a valid URL")?;
+    cache
+        .ping()
+        .await
+        .map_err(|error| anyhow::anyhow!("Redis (--redis-url) does not answer: {error}"))
 }
 
 async fn clear_redis(url: &str, key_prefix: &str) -> anyhow::Result<()> {
