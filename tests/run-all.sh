@@ -22,6 +22,9 @@ if cargo tree -p dpg-core -e normal --prefix none --format '{p}' | grep -qE '^(s
 fi
 echo "ok"
 
+step "build the dpg binary (the devnet test and the API gate run it)"
+cargo build --locked -p dpg-app
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -47,6 +47,21 @@ impl SqlOutbox {
         Condition::all().add(Expr::col((Entity, Column::State)).eq(Expr::cust("'pending'")))
     }
 
+    /// Ids of the rows matching `condition`, for a multi-row update. On PostgreSQL the rows
+    /// are locked in id order first: two such updates (a release and a deferral of the same
+    /// destination, say) then wait for each other instead of deadlocking.
+    fn in_lock_order(&self, condition: Condition) -> Condition {
+        let mut ids = Query::select();
+        ids.column(Column::Id)
+            .from(Entity)
+            .cond_where(condition)
+            .order_by(Column::Id, sea_orm::Order::Asc);
+        if self.backend == DbBackend::Postgres {
+            ids.lock(LockType::Update);
+        }
+        Condition::all().add(Column::Id.in_subquery(ids))
+    }
+
     /// Pending and due at `now`, and not leased by another claimer.
     fn due(now: DateTime<Utc>) -> Condition {
         let now = to_millis(now);
@@ -117,8 +132,7 @@ impl Outbox for SqlOutbox {
         Entity::update_many()
             .col_expr(Column::NextAttemptAt, Expr::val(to_millis(due)))
             .col_expr(Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
-            .filter(Self::pending())
-            .filter(Column::Id.is_in(ids.iter().copied()))
+            .filter(self.in_lock_order(Self::pending().add(Column::Id.is_in(ids.iter().copied()))))
             .exec(&self.conn)
             .await
             .map(drop)
@@ -188,9 +202,13 @@ impl Outbox for SqlOutbox {
         let until = to_millis(until);
         Entity::update_many()
             .col_expr(Column::NextAttemptAt, Expr::val(until))
-            .filter(Self::pending())
-            .filter(Column::Destination.eq(destination))
-            .filter(Column::NextAttemptAt.lt(until))
+            .filter(
+                self.in_lock_order(
+                    Self::pending()
+                        .add(Column::Destination.eq(destination))
+                        .add(Column::NextAttemptAt.lt(until)),
+                ),
+            )
             .exec(&self.conn)
             .await
             .map(|result| result.rows_affected)
@@ -206,9 +224,13 @@ impl Outbox for SqlOutbox {
         let now = to_millis(now);
         Entity::update_many()
             .col_expr(Column::NextAttemptAt, Expr::val(now))
-            .filter(Self::pending())
-            .filter(Column::Destination.eq(destination))
-            .filter(Column::NextAttemptAt.gt(now))
+            .filter(
+                self.in_lock_order(
+                    Self::pending()
+                        .add(Column::Destination.eq(destination))
+                        .add(Column::NextAttemptAt.gt(now)),
+                ),
+            )
             .exec(&self.conn)
             .await
             .map(|result| result.rows_affected)
@@ -222,17 +244,17 @@ impl Outbox for SqlOutbox {
         now: DateTime<Utc>,
     ) -> Result<u64, CoreError> {
         // `last_error` stays: it tells operators why the entry had died.
-        let mut update = Entity::update_many()
+        let mut dead = Condition::all().add(Column::State.eq(OutboxState::Dead.as_str()));
+        if let Some(destination) = destination {
+            dead = dead.add(Column::Destination.eq(destination));
+        }
+        Entity::update_many()
             .col_expr(Column::State, Expr::val(OutboxState::Pending.as_str()))
             .col_expr(Column::Attempts, Expr::val(0))
             .col_expr(Column::NextAttemptAt, Expr::val(to_millis(now)))
             .col_expr(Column::FinishedAt, Expr::val(None::<DateTime<Utc>>))
             .col_expr(Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
-            .filter(Column::State.eq(OutboxState::Dead.as_str()));
-        if let Some(destination) = destination {
-            update = update.filter(Column::Destination.eq(destination));
-        }
-        update
+            .filter(self.in_lock_order(dead))
             .exec(&self.conn)
             .await
             .map(|result| result.rows_affected)
