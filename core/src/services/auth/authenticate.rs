@@ -184,10 +184,11 @@ impl AuthService {
         }
     }
 
+    /// Into the process-local credentials cache, where [`Self::cached`] looks.
     async fn remember(&self, key: &str, value: &[u8]) {
         if let Err(err) = self
             .deps
-            .cache
+            .credentials
             .set(key, value, self.settings.credential_cache_ttl)
             .await
         {

@@ -24,6 +24,8 @@ struct Store {
     now: Mutex<i64>,
     counter: Mutex<u128>,
     cache_down: Mutex<bool>,
+    /// Database reads of credentials: API keys by lookup, sessions by token hash.
+    credential_reads: Mutex<u32>,
 }
 
 struct Fake(Arc<Store>);
@@ -85,6 +87,7 @@ impl SessionRepository for Fake {
         Ok(())
     }
     async fn find_by_token_hash(&self, token_hash: &str) -> Result<Option<Session>, CoreError> {
+        *lock(&self.0.credential_reads) += 1;
         Ok(lock(&self.0.sessions)
             .values()
             .find(|s| s.token_hash == token_hash)
@@ -129,6 +132,7 @@ impl ApiKeyRepository for Fake {
         Ok(())
     }
     async fn find_by_lookup(&self, lookup: &str) -> Result<Option<ApiKey>, CoreError> {
+        *lock(&self.0.credential_reads) += 1;
         Ok(lock(&self.0.keys)
             .values()
             .find(|k| k.lookup == lookup)
@@ -266,7 +270,8 @@ impl Harness {
                 hasher: fake(),
                 secrets: fake(),
                 cache: fake(),
-                credentials: fake(),
+                // Process-local and separate from the shared cache, as in the app.
+                credentials: Arc::new(Fake(Arc::new(Store::default()))),
                 clock: fake(),
                 ids: fake(),
             },
@@ -793,4 +798,39 @@ async fn writes_with_a_key_have_a_budget() {
             "sessions have no write budget"
         );
     }
+}
+
+#[tokio::test]
+async fn verified_credentials_are_read_from_the_database_once_then_from_memory() {
+    let h = Harness::new(AuthSettings::default());
+    let signed = h.sign_up("cached@example.org").await;
+    let reads = || *lock(&h.store.credential_reads);
+
+    let before = reads();
+    for _ in 0..5 {
+        h.auth(bearer(&signed.session.token))
+            .await
+            .expect("ok")
+            .expect("caller");
+    }
+    assert_eq!(reads() - before, 1, "one session read for five requests");
+
+    let owner = h
+        .auth(bearer(&signed.session.token))
+        .await
+        .expect("ok")
+        .expect("caller");
+    let created = h
+        .service
+        .create_api_key(&owner, Some("ci"), None, &client())
+        .await
+        .expect("created");
+    let before = reads();
+    for _ in 0..5 {
+        h.auth(key(&created.key))
+            .await
+            .expect("ok")
+            .expect("caller");
+    }
+    assert_eq!(reads() - before, 1, "one key read for five requests");
 }
