@@ -226,5 +226,20 @@ async fn devnet_starts_a_seeded_signed_network_stops_on_ctrl_c_and_keeps_its_dat
     let (child, _) = start(dir.path(), base_port, false).await;
     let page = students(&client, base_port).await;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(4), "{page}");
-    interrupt(child, base_port).await;
+    kill_outright(child, base_port).await;
+}
+
+/// SIGKILL gives devnet no chance to stop its instances: they must end on their own.
+async fn kill_outright(mut child: Child, base_port: u16) {
+    child.kill().await.expect("SIGKILL");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for port in base_port..base_port + 3 {
+        while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "port {port} is still taken 30 s after devnet was killed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

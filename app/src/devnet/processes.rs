@@ -42,6 +42,7 @@ pub fn spawn(binary: &Path, member: &Member, env: &[(String, String)]) -> anyhow
         // Ctrl-C reaches the whole foreground group; the members stop when we tell them.
         .process_group(0)
         .kill_on_drop(true);
+    die_with_this_process(&mut command);
     let child = command
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
@@ -50,6 +51,25 @@ pub fn spawn(binary: &Path, member: &Member, env: &[(String, String)]) -> anyhow
         child,
     })
 }
+
+/// The member gets SIGTERM when devnet ends in any way, even killed outright, so no
+/// instance outlives it.
+#[cfg(target_os = "linux")]
+fn die_with_this_process(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+    // which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_this_process(_: &mut Command) {}
 
 impl Running {
     /// Waits until `/health/ready` answers 200; fails early when the process exits.
