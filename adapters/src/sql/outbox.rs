@@ -62,6 +62,29 @@ impl SqlOutbox {
         Condition::all().add(Column::Id.in_subquery(ids))
     }
 
+    /// Moves `destination`'s pending entries that match `due_filter` to `due`.
+    async fn reschedule_destination(
+        &self,
+        destination: &str,
+        due: DateTime<Utc>,
+        due_filter: sea_orm::sea_query::SimpleExpr,
+        op: &'static str,
+    ) -> Result<u64, CoreError> {
+        Entity::update_many()
+            .col_expr(Column::NextAttemptAt, Expr::val(due))
+            .filter(
+                self.in_lock_order(
+                    Self::pending()
+                        .add(Column::Destination.eq(destination))
+                        .add(due_filter),
+                ),
+            )
+            .exec(&self.conn)
+            .await
+            .map(|result| result.rows_affected)
+            .map_err(|e| storage_error(op, &e))
+    }
+
     /// Pending and due at `now`, and not leased by another claimer.
     fn due(now: DateTime<Utc>) -> Condition {
         let now = to_millis(now);
@@ -200,19 +223,13 @@ impl Outbox for SqlOutbox {
         until: DateTime<Utc>,
     ) -> Result<u64, CoreError> {
         let until = to_millis(until);
-        Entity::update_many()
-            .col_expr(Column::NextAttemptAt, Expr::val(until))
-            .filter(
-                self.in_lock_order(
-                    Self::pending()
-                        .add(Column::Destination.eq(destination))
-                        .add(Column::NextAttemptAt.lt(until)),
-                ),
-            )
-            .exec(&self.conn)
-            .await
-            .map(|result| result.rows_affected)
-            .map_err(|e| storage_error("defer outbox destination", &e))
+        self.reschedule_destination(
+            destination,
+            until,
+            Column::NextAttemptAt.lt(until),
+            "defer outbox destination",
+        )
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
@@ -222,19 +239,13 @@ impl Outbox for SqlOutbox {
         now: DateTime<Utc>,
     ) -> Result<u64, CoreError> {
         let now = to_millis(now);
-        Entity::update_many()
-            .col_expr(Column::NextAttemptAt, Expr::val(now))
-            .filter(
-                self.in_lock_order(
-                    Self::pending()
-                        .add(Column::Destination.eq(destination))
-                        .add(Column::NextAttemptAt.gt(now)),
-                ),
-            )
-            .exec(&self.conn)
-            .await
-            .map(|result| result.rows_affected)
-            .map_err(|e| storage_error("wake outbox destination", &e))
+        self.reschedule_destination(
+            destination,
+            now,
+            Column::NextAttemptAt.gt(now),
+            "wake outbox destination",
+        )
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

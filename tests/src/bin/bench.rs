@@ -340,20 +340,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("## Goals\n");
     println!("{}", report::goals_table(&pgbench_runs, &reports));
     let errors = report::errors_section(&pgbench_runs, &reports);
-    if errors.is_empty() {
-        println!("No request failed.");
-    } else {
-        println!("## ERRORS (non-2xx or failed requests)\n\n{errors}");
-        eprintln!("SOME REQUESTS FAILED: see the ERRORS section of the report");
-    }
-    if !failures.is_empty() {
-        println!("\n## Could not run\n");
-        for failure in &failures {
-            println!("- {failure}");
-        }
-        bail!("{} part(s) of the benchmark could not run", failures.len());
-    }
-    Ok(())
+    print_errors("non-2xx or failed requests", &errors);
+    could_not_run(&failures)
 }
 
 /// `--network`: the network-read benchmark on 3, then 10 instances.
@@ -450,20 +438,8 @@ async fn run_network(args: Args) -> anyhow::Result<()> {
     println!("{}", network_report::goals_table(&reports, concurrency));
     println!("/proc/loadavg at the end: {}\n", load_average());
     let errors = network_report::errors_section(&reports);
-    if errors.is_empty() {
-        println!("No request failed.");
-    } else {
-        println!("## ERRORS (non-2xx, failed or malformed answers)\n\n{errors}");
-        eprintln!("SOME REQUESTS FAILED: see the ERRORS section of the report");
-    }
-    if !failures.is_empty() {
-        println!("\n## Could not run\n");
-        for failure in &failures {
-            println!("- {failure}");
-        }
-        bail!("{} part(s) of the benchmark could not run", failures.len());
-    }
-    Ok(())
+    print_errors("non-2xx, failed or malformed answers", &errors);
+    could_not_run(&failures)
 }
 
 /// `--peer-auth`: signing and verification in process, then unsigned and signed networks of
@@ -610,20 +586,8 @@ async fn run_peer_auth(args: Args) -> anyhow::Result<()> {
     );
     println!("/proc/loadavg at the end: {}\n", load_average());
     let errors = network_report::errors_section(&reports);
-    if errors.is_empty() {
-        println!("No request failed.");
-    } else {
-        println!("## ERRORS (non-2xx, failed or malformed answers)\n\n{errors}");
-        eprintln!("SOME REQUESTS FAILED: see the ERRORS section of the report");
-    }
-    if !failures.is_empty() {
-        println!("\n## Could not run\n");
-        for failure in &failures {
-            println!("- {failure}");
-        }
-        bail!("{} part(s) of the benchmark could not run", failures.len());
-    }
-    Ok(())
+    print_errors("non-2xx, failed or malformed answers", &errors);
+    could_not_run(&failures)
 }
 
 /// `--actions`: perform and update-status across two signed PostgreSQL + Redis instances,
@@ -716,12 +680,7 @@ async fn run_actions(args: Args) -> anyhow::Result<()> {
     println!("{}", actions_report::goals_table(&report, &settings));
     println!("/proc/loadavg at the end: {}\n", load_average());
     let errors = actions_report::errors_section(&report);
-    if errors.is_empty() {
-        println!("No request failed.");
-    } else {
-        println!("## ERRORS (non-2xx or failed requests)\n\n{errors}");
-        eprintln!("SOME REQUESTS FAILED: see the ERRORS section of the report");
-    }
+    print_errors("non-2xx or failed requests", &errors);
     if let Err(error) = outcome {
         println!("\n## Could not run\n\n- {error:#}");
         bail!("the actions benchmark could not run to its end");
@@ -905,4 +864,26 @@ fn dpg_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         "{} is missing: build it first with `cargo build --release -p dpg-app`",
         fallback.display()
     )
+}
+
+/// The report's errors section, or that there were none (and a line on stderr when some).
+fn print_errors(heading: &str, errors: &str) {
+    if errors.is_empty() {
+        println!("No request failed.");
+    } else {
+        println!("## ERRORS ({heading})\n\n{errors}");
+        eprintln!("SOME REQUESTS FAILED: see the ERRORS section of the report");
+    }
+}
+
+/// Lists the parts that could not run and fails the command when there are any.
+fn could_not_run(failures: &[String]) -> anyhow::Result<()> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    println!("\n## Could not run\n");
+    for failure in failures {
+        println!("- {failure}");
+    }
+    bail!("{} part(s) of the benchmark could not run", failures.len());
 }
