@@ -80,6 +80,15 @@ impl<C: Cache> Cache for MeteredCache<C> {
         self.count(self.inner.increment(key, delta, ttl).await)
     }
 
+    async fn increment_each(
+        &self,
+        keys: &[String],
+        delta: i64,
+        ttl: Duration,
+    ) -> Result<Vec<i64>, CoreError> {
+        self.count(self.inner.increment_each(keys, delta, ttl).await)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), CoreError> {
         self.count(self.inner.delete(key).await)
     }

@@ -200,6 +200,55 @@ async fn increment_of_a_non_integer_is_invalid_and_changes_nothing(cache: Shared
     assert_eq!(get(&cache, "text").await, None);
 }
 
+async fn increment_each_increments_every_key_in_order(cache: SharedCache) {
+    cache.set("b", b"10", LONG).await.expect("set");
+    let keys = ["a", "b", "c"].map(String::from);
+
+    assert_eq!(
+        cache.increment_each(&keys, 2, LONG).await.expect("first"),
+        vec![2, 12, 2]
+    );
+    assert_eq!(
+        cache.increment_each(&keys, 1, LONG).await.expect("second"),
+        vec![3, 13, 3]
+    );
+    assert_eq!(get(&cache, "b").await, Some(b"13".to_vec()));
+    assert_eq!(
+        cache.increment_each(&[], 1, LONG).await.expect("none"),
+        Vec::<i64>::new()
+    );
+}
+
+async fn increment_each_sets_the_expiry_of_every_key(cache: SharedCache) {
+    cache.increment("a", 1, LONG).await.expect("long");
+    let keys = ["a", "b"].map(String::from);
+
+    cache.increment_each(&keys, 1, SHORT).await.expect("short");
+    wait_past(SHORT).await;
+
+    assert_eq!(get(&cache, "a").await, None);
+    assert_eq!(get(&cache, "b").await, None);
+}
+
+async fn increment_each_reports_a_non_integer_as_invalid(cache: SharedCache) {
+    cache.set("text", b"abc", LONG).await.expect("set");
+    let keys = ["text", "n"].map(String::from);
+
+    let result = cache.increment_each(&keys, 1, LONG).await;
+
+    assert!(
+        matches!(
+            result,
+            Err(CoreError::Invalid {
+                code: ErrorCode::InvalidInput,
+                ..
+            })
+        ),
+        "got {result:?}"
+    );
+    assert_eq!(get(&cache, "text").await, Some(b"abc".to_vec()));
+}
+
 async fn delete_removes_one_key_and_ignores_absent_ones(cache: SharedCache) {
     cache.set("a", b"1", LONG).await.expect("set");
     cache.set("b", b"2", LONG).await.expect("set");
@@ -328,6 +377,9 @@ contract_suite!(
     increment_extends_the_expiry_to_its_ttl,
     increment_shortens_the_expiry_to_its_ttl,
     increment_after_expiry_starts_over,
+    increment_each_increments_every_key_in_order,
+    increment_each_sets_the_expiry_of_every_key,
+    increment_each_reports_a_non_integer_as_invalid,
     concurrent_increments_are_atomic,
     increment_of_a_non_integer_is_invalid_and_changes_nothing,
     delete_removes_one_key_and_ignores_absent_ones,
@@ -455,4 +507,95 @@ async fn redis_config_debug_hides_the_url() {
     let config = RedisCacheConfig::new("redis://user:secret@127.0.0.1:6379", "ns:");
 
     assert!(!format!("{config:?}").contains("secret"));
+}
+
+/// A TCP relay to the test Redis whose connections can all be cut at once, as a Redis restart
+/// would.
+struct CuttableRelay {
+    address: std::net::SocketAddr,
+    relays: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableRelay {
+    async fn start() -> CuttableRelay {
+        let upstream = dpg_tests::support::redis::redis_url();
+        let upstream = upstream
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let relays = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = relays.clone();
+        let acceptor = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                held.lock().expect("relays").push(relay);
+            }
+        });
+        CuttableRelay {
+            address,
+            relays,
+            acceptor,
+        }
+    }
+
+    /// Closes every relayed connection; new ones are still accepted.
+    fn cut(&self) {
+        for relay in self.relays.lock().expect("relays").drain(..) {
+            relay.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_connections_that_died_cost_one_failed_call_each_then_are_replaced() {
+    const POOL: u32 = 4;
+    let relay = CuttableRelay::start().await;
+    let mut config = RedisCacheConfig::new(
+        format!("redis://{}", relay.address),
+        unique_namespace("cut_connections"),
+    );
+    config.max_connections = POOL;
+    let cache = Arc::new(RedisCache::with_config(config).expect("cache"));
+    // Open the whole pool: concurrent calls each hold a connection.
+    let writes = (0..20).map(|i| {
+        let cache = cache.clone();
+        async move { cache.set(&format!("k{i}"), b"v", LONG).await }
+    });
+    for result in futures::future::join_all(writes).await {
+        result.expect("set before the cut");
+    }
+
+    relay.cut();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut failures = 0;
+    for _ in 0..(2 * POOL) {
+        if cache.get("k0").await.is_err() {
+            failures += 1;
+        }
+    }
+
+    assert!(
+        failures <= POOL,
+        "{failures} failed calls for {POOL} dead connections"
+    );
+    for _ in 0..10 {
+        assert_eq!(
+            cache
+                .get("k0")
+                .await
+                .expect("get after the dead connections were replaced"),
+            Some(b"v".to_vec())
+        );
+    }
+    relay.acceptor.abort();
 }

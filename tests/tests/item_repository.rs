@@ -178,6 +178,39 @@ mod suite {
         );
     }
 
+    /// Concurrent creates may be written together; each still gets its own verdict.
+    pub async fn concurrent_inserts_each_get_their_own_verdict(repo: &dyn ItemRepository) {
+        let first = item("net", "dom", "job", "alice", at(0));
+        repo.insert(&first).await.expect("insert");
+        let mut batch: Vec<Item> = (1..=60)
+            .map(|n| item("net", "dom", "job", "bob", at(n)))
+            .collect();
+        let twice = batch[30].clone();
+        batch.insert(10, first.clone());
+        batch.push(twice);
+
+        let verdicts = futures::future::join_all(batch.iter().map(|i| repo.insert(i))).await;
+
+        let conflicts: Vec<usize> = (0..verdicts.len())
+            .filter(|&i| verdicts[i].is_err())
+            .collect();
+        for &i in &conflicts {
+            assert_eq!(
+                verdicts[i].as_ref().map_err(CoreError::code),
+                Err(ErrorCode::ItemAlreadyExists)
+            );
+        }
+        // The pre-existing item, and one of the two copies of `twice`.
+        assert_eq!(conflicts.len(), 2, "{verdicts:?}");
+        assert!(conflicts.contains(&10));
+        assert_eq!(
+            repo.count(&ItemFilter::new("net", "dom"))
+                .await
+                .expect("count"),
+            61
+        );
+    }
+
     pub async fn find_owned_only_finds_the_owners_item(repo: &dyn ItemRepository) {
         let mine = item("net-x", "dom-y", "job", "alice", at(0));
         let theirs = item("net", "dom", "job", "bob", at(0));
@@ -669,6 +702,7 @@ macro_rules! contract_tests {
 contract_tests!(
     insert_then_find_returns_the_item_unchanged,
     duplicate_key_is_a_conflict,
+    concurrent_inserts_each_get_their_own_verdict,
     find_owned_only_finds_the_owners_item,
     update_replaces_the_mutable_columns_of_the_owners_item,
     delete_owned_removes_only_the_owners_item,

@@ -1,28 +1,35 @@
 //! `RedisCache`: the `Cache` port's operations as Redis commands.
 
 use std::fmt::Display;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bb8::{Pool, PooledConnection};
 use dpg_core::error::{CoreError, ErrorCode};
 use dpg_core::ports::Cache;
-use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, RedisError, Value};
+use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, RedisError, Script, Value};
 
 use super::config::RedisCacheConfig;
 use super::connector::{LogConnectionErrors, RedisConnector};
 use super::keys::{namespaced, prefix_pattern, ttl_millis};
 
-/// INCRBY then PEXPIRE as one atomic step. A non-integer is reported under our own error
-/// code, and its expiry is left alone.
+/// INCRBY then PEXPIRE of every key, each key as one atomic step. A non-integer is reported
+/// under our own error code (keys before it stay incremented), and its expiry is left alone.
 const INCREMENT_SCRIPT: &str = r"
-local value = redis.pcall('INCRBY', KEYS[1], ARGV[1])
-if type(value) == 'table' and value.err then
-  return redis.error_reply('NOTINTEGER ' .. value.err)
+local values = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.pcall('INCRBY', key, ARGV[1])
+  if type(value) == 'table' and value.err then
+    return redis.error_reply('NOTINTEGER ' .. value.err)
+  end
+  redis.call('PEXPIRE', key, ARGV[2])
+  values[i] = value
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return value
+return values
 ";
+/// Sent by digest (EVALSHA), so Redis neither receives nor hashes the source per call.
+static INCREMENT: LazyLock<Script> = LazyLock::new(|| Script::new(INCREMENT_SCRIPT));
 const NOT_INTEGER_CODE: &str = "NOTINTEGER";
 
 /// Keys examined per SCAN step (and so at most the keys per UNLINK).
@@ -68,6 +75,8 @@ impl RedisCache {
         let pool = Pool::builder()
             .max_size(config.max_connections.max(1))
             .connection_timeout(config.acquire_timeout.max(Duration::from_millis(1)))
+            // Dead connections are dropped after their first failed command instead.
+            .test_on_check_out(false)
             .error_sink(Box::new(LogConnectionErrors))
             .build_unchecked(RedisConnector::new(client, connection_config));
         Ok(RedisCache {
@@ -184,18 +193,30 @@ impl Cache for RedisCache {
     }
 
     async fn increment(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, CoreError> {
-        // Plain EVAL: the crate's EVALSHA helper needs its `script` feature, and Redis keeps
-        // the compiled script cached anyway.
-        let mut command = redis::cmd("EVAL");
-        command
-            .arg(INCREMENT_SCRIPT)
-            .arg(1)
-            .arg(self.key(key))
-            .arg(delta)
-            .arg(ttl_millis(ttl));
+        let values = self.increment_each(&[key.to_string()], delta, ttl).await?;
+        values
+            .into_iter()
+            .next()
+            .ok_or_else(|| unavailable("increment", "the script returned no value"))
+    }
+
+    async fn increment_each(
+        &self,
+        keys: &[String],
+        delta: i64,
+        ttl: Duration,
+    ) -> Result<Vec<i64>, CoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = INCREMENT.prepare_invoke();
+        for key in keys {
+            invocation.key(self.key(key));
+        }
+        invocation.arg(delta).arg(ttl_millis(ttl));
         let mut connection = self.connection("increment").await?;
-        command
-            .query_async(&mut *connection)
+        invocation
+            .invoke_async(&mut *connection)
             .await
             .map_err(increment_error)
     }

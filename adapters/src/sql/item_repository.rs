@@ -1,7 +1,9 @@
 //! `ItemRepository` on SQL.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use dpg_core::error::{CoreError, ErrorCode};
+use dpg_core::error::CoreError;
 use dpg_core::model::{Item, ItemFilter, ItemKey, ItemPage, PageRequest};
 use dpg_core::ports::ItemRepository;
 use sea_orm::sea_query::Expr;
@@ -13,15 +15,20 @@ use uuid::Uuid;
 
 use super::database::SqlDatabase;
 use super::entity::item::{self, Column, Entity};
-use super::errors::{is_unique_violation, storage_error};
+use super::errors::storage_error;
 use super::geo::UnitVector;
+use super::insert_batch::InsertBatcher;
 use super::item_filter::item_condition;
+
+/// Groups of creates written at once on PostgreSQL (each holds a pooled connection).
+const POSTGRES_WRITERS: usize = 4;
 
 /// Items in the `items` table of PostgreSQL or SQLite.
 #[derive(Clone)]
 pub struct SqlItemRepository {
     conn: DatabaseConnection,
     backend: DbBackend,
+    inserts: Arc<InsertBatcher>,
 }
 
 impl std::fmt::Debug for SqlItemRepository {
@@ -34,9 +41,16 @@ impl std::fmt::Debug for SqlItemRepository {
 
 impl SqlItemRepository {
     pub fn new(database: &SqlDatabase) -> Self {
+        let backend = database.db_backend();
+        // SQLite has one writer at a time anyway; a second group would only wait for the lock.
+        let writers = match backend {
+            DbBackend::Postgres => POSTGRES_WRITERS,
+            _ => 1,
+        };
         SqlItemRepository {
             conn: database.connection().clone(),
-            backend: database.db_backend(),
+            backend,
+            inserts: Arc::new(InsertBatcher::new(database.connection().clone(), writers)),
         }
     }
 }
@@ -45,17 +59,7 @@ impl SqlItemRepository {
 impl ItemRepository for SqlItemRepository {
     #[tracing::instrument(level = "debug", skip_all, fields(item_id = %item.item_id))]
     async fn insert(&self, item: &Item) -> Result<(), CoreError> {
-        match Entity::insert(item::active_model(item))
-            .exec_without_returning(&self.conn)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) if is_unique_violation(&err) => Err(CoreError::Conflict {
-                code: ErrorCode::ItemAlreadyExists,
-                message: "An item with the same type and id already exists".to_string(),
-            }),
-            Err(err) => Err(storage_error("insert item", &err)),
-        }
+        self.inserts.insert(item::active_model(item)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(network = %filter.network, domain = %filter.domain))]

@@ -35,6 +35,22 @@ pub trait Cache: Send + Sync {
     /// value is not an integer.
     async fn increment(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, CoreError>;
 
+    /// [`Cache::increment`] of each of `keys`, in one round trip where the backend allows it;
+    /// the new values in the order of `keys`. Atomic per key, not across keys: a failure may
+    /// leave earlier keys incremented.
+    async fn increment_each(
+        &self,
+        keys: &[String],
+        delta: i64,
+        ttl: Duration,
+    ) -> Result<Vec<i64>, CoreError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.increment(key, delta, ttl).await?);
+        }
+        Ok(values)
+    }
+
     /// Removes one key; absent keys are not an error.
     async fn delete(&self, key: &str) -> Result<(), CoreError>;
 

@@ -224,7 +224,6 @@ mod tests {
     use crate::network::{CatalogOrigin, NetworkCatalog, NetworkDocument, SchemaCompiler};
     use crate::ports::{MockCache, MockClock, MockIdGenerator, MockItemRepository};
     use chrono::{TimeZone, Utc};
-    use mockall::predicate::eq;
     use serde_json::json;
     use std::collections::HashMap;
 
@@ -330,23 +329,16 @@ mod tests {
             .returning(|_| Ok(()));
         let mut cache = MockCache::new();
         cache
-            .expect_increment()
-            .with(
-                eq("local-item-fetch-gen:yellow_dot:student:u1"),
-                eq(1),
-                eq(GENERATION_TTL),
-            )
+            .expect_increment_each()
+            .withf(|keys, delta, ttl| {
+                keys == [
+                    "local-item-fetch-gen:yellow_dot:student:u1".to_string(),
+                    "network-gen:yellow_dot:student".to_string(),
+                ] && *delta == 1
+                    && *ttl == GENERATION_TTL
+            })
             .times(1)
-            .returning(|_, _, _| Ok(1));
-        cache
-            .expect_increment()
-            .with(
-                eq("network-gen:yellow_dot:student"),
-                eq(1),
-                eq(GENERATION_TTL),
-            )
-            .times(1)
-            .returning(|_, _, _| Ok(1));
+            .returning(|_, _, _| Ok(vec![1, 1]));
         let item = service(repository, cache)
             .create(&Caller::new("u1"), new_item(json!({"name": "Asha"})))
             .await
@@ -502,7 +494,9 @@ mod tests {
             .times(1)
             .returning(|_| Ok(true));
         let mut cache = MockCache::new();
-        cache.expect_increment().returning(|_, _, _| Ok(2));
+        cache
+            .expect_increment_each()
+            .returning(|_, _, _| Ok(vec![2, 2]));
         let svc = service(repository, cache);
         let owner = Caller::new("u1");
 
@@ -570,7 +564,10 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(true));
         let mut cache = MockCache::new();
-        cache.expect_increment().times(2).returning(|_, _, _| Ok(3));
+        cache
+            .expect_increment_each()
+            .times(1)
+            .returning(|_, _, _| Ok(vec![3, 3]));
         let svc = service(repository, cache);
         assert_eq!(
             svc.delete_own(&Caller::new("u2"), ID)

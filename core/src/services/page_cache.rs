@@ -82,13 +82,12 @@ impl OwnerPageCache {
     /// Hides every cached page of `owner` in `network/domain`, and every cached network
     /// page of `network/domain` (they contain this instance's items).
     pub async fn invalidate(&self, network: &str, domain: &str, owner: &str) {
-        let owner_key = generation_key(network, domain, owner);
-        let network_key = network_generation_key(network, domain);
-        let (owner, network) = futures::join!(
-            self.cache.increment(&owner_key, 1, GENERATION_TTL),
-            self.cache.increment(&network_key, 1, GENERATION_TTL)
-        );
-        if let Some(err) = owner.err().or(network.err()) {
+        let keys = [
+            generation_key(network, domain, owner),
+            network_generation_key(network, domain),
+        ];
+        // One round trip for both: this runs on every write.
+        if let Err(err) = self.cache.increment_each(&keys, 1, GENERATION_TTL).await {
             // Pages expire on their own after their TTL.
             tracing::warn!(error = %err, "cache invalidation failed");
         }
