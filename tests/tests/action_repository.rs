@@ -932,6 +932,38 @@ mod suite {
         assert_eq!(first.next_attempt_at, at(65_000));
     }
 
+    /// Marks that arrive together may be written together; every one of them lands.
+    pub async fn concurrent_delivered_marks_all_land(b: &Backend) {
+        let entries = pending_entries(b, 30).await;
+        b.outbox
+            .claim_due(at(1_000), 30, at(30_000))
+            .await
+            .expect("claim");
+
+        let marks = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| b.outbox.mark_delivered(e.id, at(2_000 + i as i64)));
+        for result in futures::future::join_all(marks).await {
+            result.expect("delivered");
+        }
+
+        let counts = b.outbox.counts(at(10_000)).await.expect("counts");
+        assert_eq!((counts.pending, counts.delivered, counts.dead), (0, 30, 0));
+        assert!(
+            b.outbox
+                .claim_due(at(40_000), 30, at(70_000))
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+        // Marked no later than the last delivery of the group they were written with.
+        assert_eq!(
+            b.outbox.prune_delivered(at(2_030)).await.expect("prune"),
+            30
+        );
+    }
+
     pub async fn the_outbox_lifecycle_from_failure_to_delivery(b: &Backend) {
         let entries = pending_entries(b, 3).await;
         let (e0, e1, e2) = (&entries[0], &entries[1], &entries[2]);
@@ -1176,6 +1208,7 @@ contract_tests!(
     two_claimers_never_get_the_same_entry,
     claims_take_due_entries_oldest_first_and_leases_expire,
     the_outbox_lifecycle_from_failure_to_delivery,
+    concurrent_delivered_marks_all_land,
     a_failing_destination_is_deferred_and_woken,
     time_values_survive_the_round_trip_at_millisecond_precision,
 );

@@ -17,7 +17,7 @@ use super::database::SqlDatabase;
 use super::entity::item::{self, Column, Entity};
 use super::errors::storage_error;
 use super::geo::UnitVector;
-use super::insert_batch::InsertBatcher;
+use super::group_writer::{GroupWriter, ItemInserts};
 use super::item_filter::item_condition;
 
 /// Groups of creates written at once on PostgreSQL (each holds a pooled connection).
@@ -28,7 +28,7 @@ const POSTGRES_WRITERS: usize = 4;
 pub struct SqlItemRepository {
     conn: DatabaseConnection,
     backend: DbBackend,
-    inserts: Arc<InsertBatcher>,
+    inserts: Arc<GroupWriter<ItemInserts>>,
 }
 
 impl std::fmt::Debug for SqlItemRepository {
@@ -50,7 +50,12 @@ impl SqlItemRepository {
         SqlItemRepository {
             conn: database.connection().clone(),
             backend,
-            inserts: Arc::new(InsertBatcher::new(database.connection().clone(), writers)),
+            inserts: Arc::new(GroupWriter::new(
+                ItemInserts {
+                    conn: database.connection().clone(),
+                },
+                writers,
+            )),
         }
     }
 }
@@ -59,7 +64,7 @@ impl SqlItemRepository {
 impl ItemRepository for SqlItemRepository {
     #[tracing::instrument(level = "debug", skip_all, fields(item_id = %item.item_id))]
     async fn insert(&self, item: &Item) -> Result<(), CoreError> {
-        self.inserts.insert(item::active_model(item)).await
+        self.inserts.write(item::active_model(item)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(network = %filter.network, domain = %filter.domain))]

@@ -11,7 +11,7 @@ mod database;
 mod entity;
 mod errors;
 mod geo;
-mod insert_batch;
+mod group_writer;
 mod item_filter;
 mod item_repository;
 mod migrate;

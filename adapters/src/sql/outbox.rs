@@ -1,6 +1,8 @@
 //! `Outbox` on SQL: claims with leases, so that dispatchers of several replicas never deliver
 //! one entry at the same time.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dpg_core::error::CoreError;
@@ -17,12 +19,14 @@ use super::database::SqlDatabase;
 use super::entity::item::to_millis;
 use super::entity::outbox::{self, Column, Entity, into_entries};
 use super::errors::storage_error;
+use super::group_writer::{DeliveredMarks, GroupWriter};
 
 /// The outbox in the `outbox` table of PostgreSQL or SQLite.
 #[derive(Clone)]
 pub struct SqlOutbox {
     conn: DatabaseConnection,
     backend: DbBackend,
+    delivered: Arc<GroupWriter<DeliveredMarks>>,
 }
 
 impl std::fmt::Debug for SqlOutbox {
@@ -35,8 +39,10 @@ impl std::fmt::Debug for SqlOutbox {
 
 impl SqlOutbox {
     pub fn new(database: &SqlDatabase) -> Self {
+        let conn = database.connection().clone();
         SqlOutbox {
-            conn: database.connection().clone(),
+            delivered: Arc::new(GroupWriter::new(DeliveredMarks { conn: conn.clone() }, 1)),
+            conn,
             backend: database.db_backend(),
         }
     }
@@ -164,15 +170,7 @@ impl Outbox for SqlOutbox {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn mark_delivered(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), CoreError> {
-        Entity::update_many()
-            .col_expr(Column::State, Expr::val(OutboxState::Delivered.as_str()))
-            .col_expr(Column::FinishedAt, Expr::val(to_millis(at)))
-            .col_expr(Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
-            .filter(Column::Id.eq(id))
-            .exec(&self.conn)
-            .await
-            .map(drop)
-            .map_err(|e| storage_error("mark outbox entry delivered", &e))
+        self.delivered.write((id, at)).await
     }
 
     #[tracing::instrument(level = "debug", skip(self, last_error))]

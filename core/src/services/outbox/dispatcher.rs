@@ -205,6 +205,14 @@ impl OutboxDispatcher {
             destinations.in_flight() + destinations.held()
         };
         let room = self.settings.max_in_flight.saturating_sub(busy);
+        // Refill in batches while work is queued: a claim per finished delivery would scan the
+        // due index and write leases once per event.
+        let refill_at = (self.settings.claim_batch as usize)
+            .min(self.settings.max_in_flight / 2)
+            .max(1);
+        if busy > 0 && room < refill_at {
+            return (Vec::new(), false);
+        }
         let limit = self
             .settings
             .claim_batch
