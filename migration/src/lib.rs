@@ -10,6 +10,7 @@ mod m20250701_000004_create_sessions;
 mod m20250701_000005_create_api_keys;
 mod m20250801_000006_create_actions;
 mod m20250801_000007_create_outbox;
+mod m20250901_000008_action_item_locality;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -78,6 +79,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250701_000005_create_api_keys::Migration),
             Box::new(m20250801_000006_create_actions::Migration),
             Box::new(m20250801_000007_create_outbox::Migration),
+            Box::new(m20250901_000008_action_item_locality::Migration),
         ]
     }
 

@@ -1,18 +1,21 @@
 //! Contract suite of the `ActionRepository` and `Outbox` ports, run against SQLite and
 //! PostgreSQL: transactional writes, idempotent creates, atomic counts, idempotent event
-//! ingestion, owner-scoped fetches, and outbox claims that never hand one entry to two
-//! dispatchers.
+//! ingestion, owner-scoped fetches that count an owner only where its item lives, the
+//! backfill of that locality, and outbox claims that never hand one entry to two dispatchers.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use dpg_adapters::sql::{SqlActionRepository, SqlDatabase, SqlOutbox};
+use dpg_adapters::sql::{SqlActionRepository, SqlDatabase, SqlItemRepository, SqlOutbox};
 use dpg_core::error::CoreError;
 use dpg_core::model::{
-    ActionEvent, ActionQuery, ActionRecord, ItemRef, OutboxEntry, OutboxState, OwnershipRole,
+    ActionEvent, ActionQuery, ActionRecord, Item, ItemRef, Locality, OutboxEntry, OutboxState,
+    OwnershipRole,
 };
-use dpg_core::ports::{ActionRepository, Created, IdempotencyKey, NewAction, Outbox, StatusChange};
+use dpg_core::ports::{
+    ActionRepository, Created, IdempotencyKey, ItemRepository, NewAction, Outbox, StatusChange,
+};
 use dpg_tests::support::postgres::TestDatabase;
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -74,6 +77,8 @@ fn item(domain: &str, instance_url: &str) -> ItemRef {
     }
 }
 
+/// Both items count as local, so both owners see the action (as on an instance that holds
+/// both items); see `owners_count_only_where_their_item_lives` for the other cases.
 fn action(source_owner: &str, target_owner: &str, created: DateTime<Utc>) -> ActionRecord {
     ActionRecord {
         action_name: "connect".into(),
@@ -84,6 +89,10 @@ fn action(source_owner: &str, target_owner: &str, created: DateTime<Utc>) -> Act
         source_item_owner: Some(source_owner.into()),
         target: item("tutor", TARGET),
         target_item_owner: Some(target_owner.into()),
+        locality: Locality {
+            source: true,
+            target: true,
+        },
         requirements_snapshot: json!({"subject": "maths", "hours": 2}),
         remarks: None,
         created_at: created,
@@ -108,6 +117,7 @@ fn event(action: &ActionRecord, status: &str, count: u32, created: DateTime<Utc>
         target_item_owner: action.target_item_owner.clone(),
         target_item_latitude: Some(12.9716),
         target_item_longitude: Some(77.5946),
+        locality: action.locality,
         event_payload: json!({"status": status, "remark": format!("Action status set to {status}")}),
         remarks: None,
         created_at: created,
@@ -766,6 +776,143 @@ mod suite {
         );
     }
 
+    pub async fn owners_count_only_where_their_item_lives(b: &Backend) {
+        let located = |source, target| Locality { source, target };
+        // x1: B's view of A's u1 acting on ravi's item; x2: A's view of its ravi acting on
+        // B's u1; x3: B's view of A's u1 acting on B's u1 (same id, two people).
+        let mut x1 = action("u1", "ravi", at(0));
+        x1.locality = located(false, true);
+        let mut x2 = action("ravi", "u1", at(1));
+        x2.locality = located(true, false);
+        let mut x3 = action("u1", "u1", at(2));
+        x3.locality = located(false, true);
+        for a in [&x1, &x2, &x3] {
+            let stored = create_new(&*b.actions, &new_action(a, None)).await;
+            assert_eq!(stored.locality, a.locality);
+            let found = b.actions.find(a.action_id).await.expect("find");
+            assert_eq!(found.map(|f| f.locality), Some(a.locality));
+        }
+        // A mirrored event on A: the target owner is B's u1.
+        let mirrored = event(&x2, "accepted", 1, at(3));
+        assert!(
+            b.actions
+                .store_event(&mirrored)
+                .await
+                .expect("store")
+                .is_some()
+        );
+
+        for (user, role, want) in [
+            ("u1", OwnershipRole::All, vec![x3.action_id]),
+            ("u1", OwnershipRole::Initiated, vec![]),
+            ("u1", OwnershipRole::Received, vec![x3.action_id]),
+            ("ravi", OwnershipRole::All, vec![x2.action_id, x1.action_id]),
+            ("ravi", OwnershipRole::Initiated, vec![x2.action_id]),
+            ("ravi", OwnershipRole::Received, vec![x1.action_id]),
+        ] {
+            let actions = b
+                .actions
+                .fetch_actions(&query(user, role))
+                .await
+                .expect("fetch");
+            assert_eq!(ids(&actions.rows), want, "actions of {user} as {role:?}");
+            assert_eq!(actions.total, want.len() as u64);
+            let events = b
+                .actions
+                .fetch_events(&query(user, role))
+                .await
+                .expect("fetch");
+            let mut of: Vec<Uuid> = events.rows.iter().map(|e| e.action_id).collect();
+            of.dedup();
+            assert_eq!(of, want, "events of {user} as {role:?}");
+        }
+    }
+
+    /// Rows written before the locality columns existed: the migration marks a side local
+    /// only when an item here matches it (id, URL as spelled, creator).
+    pub async fn the_locality_backfill_trusts_only_matching_local_items(b: &Backend) {
+        let items = SqlItemRepository::new(&b.db);
+        let local = |r: &ItemRef, owner: &str| Item {
+            network: r.network.clone(),
+            domain: r.domain.clone(),
+            item_type: r.item_type.clone(),
+            item_id: r.item_id,
+            instance_url: r.instance_url.clone(),
+            schema_url: format!("{}/schema", r.instance_url),
+            state: json!({}),
+            latitude: None,
+            longitude: None,
+            created_by: owner.into(),
+            created_at: at(0),
+            updated_at: at(0),
+        };
+        // Both items here, with these creators.
+        let both = action("asha", "ravi", at(0));
+        items
+            .insert(&local(&both.source, "asha"))
+            .await
+            .expect("item");
+        items
+            .insert(&local(&both.target, "ravi"))
+            .await
+            .expect("item");
+        // Items elsewhere: the owner ids equal local creators, the items are not ours.
+        let remote = action("asha", "ravi", at(1));
+        // Our item ids, but another instance's URL (source) and another owner (target).
+        let mut claimed = action("asha", "mallory", at(2));
+        claimed.source.item_id = both.source.item_id;
+        claimed.source.instance_url = "http://elsewhere.example.org".into();
+        claimed.target.item_id = both.target.item_id;
+        // Another spelling of our URL stays hidden rather than guessed.
+        let mut spelled = action("asha", "ravi", at(3));
+        spelled.source.item_id = both.source.item_id;
+        spelled.source.instance_url = format!("{SOURCE}/");
+        spelled.target.item_id = both.target.item_id;
+        for a in [&both, &remote, &claimed, &spelled] {
+            create_new(&*b.actions, &new_action(a, None)).await;
+        }
+
+        // Back to the schema before the migration, then migrate again.
+        for table in ["actions", "action_events"] {
+            for side in ["source", "target"] {
+                b.database
+                    .execute(&format!("ALTER TABLE {table} DROP COLUMN {side}_is_local"))
+                    .await
+                    .expect("drop column");
+            }
+        }
+        b.database
+            .execute(
+                "DELETE FROM dpg_schema_migrations \
+                 WHERE version = 'm20250901_000008_action_item_locality'",
+            )
+            .await
+            .expect("forget the migration");
+        // A new pool: statements prepared on the old columns are not reused.
+        let db = b.database.connect().await.expect("pool");
+        db.migrate().await.expect("migration");
+        let repo = SqlActionRepository::new(&db);
+
+        let located = |source, target| Locality { source, target };
+        for (a, want) in [
+            (&both, located(true, true)),
+            (&remote, located(false, false)),
+            (&claimed, located(false, false)),
+            (&spelled, located(false, true)),
+        ] {
+            let found = repo.find(a.action_id).await.expect("find").expect("stored");
+            assert_eq!(found.locality, want, "action {}", a.action_id);
+            let events = repo.events_of(a.action_id).await.expect("events");
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].locality, want, "event of {}", a.action_id);
+        }
+        let page = repo
+            .fetch_actions(&query("asha", OwnershipRole::All))
+            .await
+            .expect("fetch");
+        assert_eq!(ids(&page.rows), vec![both.action_id]);
+    }
+
     pub async fn prune_removes_only_expired_idempotency_keys(b: &Backend) {
         let old = action("asha", "ravi", at(0));
         create_new(&*b.actions, &new_action(&old, Some(key("old", at(1_000))))).await;
@@ -1204,6 +1351,8 @@ contract_tests!(
     a_copy_recorded_while_its_event_arrives_ends_at_the_event,
     fetch_actions_filters_by_owner_role_and_fields_in_order,
     fetch_events_filters_by_owner_role_and_count_in_order,
+    owners_count_only_where_their_item_lives,
+    the_locality_backfill_trusts_only_matching_local_items,
     prune_removes_only_expired_idempotency_keys,
     two_claimers_never_get_the_same_entry,
     claims_take_due_entries_oldest_first_and_leases_expire,

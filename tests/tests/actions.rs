@@ -322,6 +322,159 @@ async fn a_student_connects_to_a_tutor_on_postgres_and_redis() {
     connect_and_update_twice(net).await;
 }
 
+/// Actions and events `user` sees on instance `index` in every role, as
+/// `(role, actions total, events total)`.
+async fn visible_counts(
+    net: &TestNetwork,
+    index: usize,
+    user: &str,
+) -> Vec<(&'static str, u64, u64)> {
+    let mut counts = Vec::new();
+    for role in ["all", "initiated", "received"] {
+        let total = |body: &Value| {
+            body["meta"]["total"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{body}"))
+        };
+        let (status, actions) = get(
+            net,
+            index,
+            user,
+            &format!("/api/v1/action/fetch?ownership_role={role}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{actions}");
+        let (status, events) = get(
+            net,
+            index,
+            user,
+            &format!("/api/v1/event/fetch?ownership_role={role}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{events}");
+        counts.push((role, total(&actions), total(&events)));
+    }
+    counts
+}
+
+/// User ids are local to an instance (reference-contract §8.5): an owner id that came from
+/// another instance names nobody here, even when a local user has the same id.
+async fn foreign_owner_ids_name_nobody_here(net: TestNetwork) {
+    // u1 of A owns the student; u1 of B is someone else and owns nothing yet.
+    let student = net.create(A, "u1", &student()).await.expect("student");
+    let ravis = net.create(B, "ravi", &tutor()).await.expect("tutor");
+    let pair = Pair {
+        student_id: student["item_id"].as_str().expect("id").to_string(),
+        tutor_id: ravis["item_id"].as_str().expect("id").to_string(),
+    };
+    let (status, performed) = post(
+        &net,
+        A,
+        "u1",
+        "/api/v1/action/perform",
+        &perform_body(&net, &pair),
+    )
+    .await;
+    assert_eq!(status, 201, "{performed}");
+    let action_id = performed["action_id"].as_str().expect("id").to_string();
+
+    // On B the action names A's u1 as source owner: B's u1 must not see it.
+    assert_eq!(
+        visible_counts(&net, B, "u1").await,
+        [("all", 0, 0), ("initiated", 0, 0), ("received", 0, 0)]
+    );
+    assert_eq!(
+        visible_counts(&net, B, "ravi").await,
+        [("all", 1, 1), ("initiated", 0, 0), ("received", 1, 1)]
+    );
+    let (_, on_b) = get(&net, B, "ravi", "/api/v1/action/fetch").await;
+    assert_eq!(
+        rows(&on_b, "actions")[0]["source_item_owner"],
+        "u1",
+        "the wire keeps the foreign id"
+    );
+
+    // On A, u1 initiated it; once the created event arrives, A's ravi (named like B's
+    // tutor owner, which the mirrored event carries) must still see nothing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while visible_counts(&net, A, "u1").await
+        != [("all", 1, 1), ("initiated", 1, 1), ("received", 0, 0)]
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's u1: {:?}",
+            visible_counts(&net, A, "u1").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, on_a) = get(
+        &net,
+        A,
+        "u1",
+        &format!("/api/v1/event/fetch?action_id={action_id}"),
+    )
+    .await;
+    assert_eq!(rows(&on_a, "events")[0]["target_item_owner"], "ravi");
+    assert_eq!(
+        rows(&on_a, "events")[0]["ownership_roles"],
+        json!(["initiated"])
+    );
+    assert_eq!(
+        visible_counts(&net, A, "ravi").await,
+        [("all", 0, 0), ("initiated", 0, 0), ("received", 0, 0)]
+    );
+
+    // Now B's u1 owns a tutor that A's u1 connects to: B's u1 received it and initiated
+    // nothing, although both owner columns say "u1".
+    let own = net
+        .create(B, "u1", &tutor())
+        .await
+        .expect("tutor of B's u1");
+    let second = Pair {
+        student_id: pair.student_id.clone(),
+        tutor_id: own["item_id"].as_str().expect("id").to_string(),
+    };
+    let (status, performed) = post(
+        &net,
+        A,
+        "u1",
+        "/api/v1/action/perform",
+        &perform_body(&net, &second),
+    )
+    .await;
+    assert_eq!(status, 201, "{performed}");
+    assert_eq!(
+        visible_counts(&net, B, "u1").await,
+        [("all", 1, 1), ("initiated", 0, 0), ("received", 1, 1)]
+    );
+    let (_, on_b) = get(&net, B, "u1", "/api/v1/action/fetch").await;
+    let received = &rows(&on_b, "actions")[0];
+    assert_eq!(received["action_id"], performed["action_id"]);
+    assert_eq!(received["source_item_owner"], "u1");
+    assert_eq!(received["ownership_roles"], json!(["received"]));
+    let (_, events) = get(&net, B, "u1", "/api/v1/event/fetch").await;
+    assert_eq!(
+        rows(&events, "events")[0]["ownership_roles"],
+        json!(["received"])
+    );
+}
+
+#[tokio::test]
+async fn foreign_owner_ids_name_nobody_here_on_sqlite() {
+    let net = TestNetwork::builder(3).start().await.expect("network");
+    foreign_owner_ids_name_nobody_here(net).await;
+}
+
+#[tokio::test]
+async fn foreign_owner_ids_name_nobody_here_on_postgres_and_redis() {
+    let net = TestNetwork::builder(3)
+        .postgres_redis()
+        .start()
+        .await
+        .expect("network");
+    foreign_owner_ids_name_nobody_here(net).await;
+}
+
 #[tokio::test]
 async fn a_student_and_a_tutor_of_one_instance_connect_without_a_peer_call() {
     let net = TestNetwork::builder(3).start().await.expect("network");

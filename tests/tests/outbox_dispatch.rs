@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use dpg_adapters::sql::{SqlActionRepository, SqlOutbox};
 use dpg_adapters::system::{SystemClock, SystemRandom, TokioTimer};
-use dpg_core::model::{ActionEvent, ActionRecord, ItemFilter, ItemRef, OutboxEntry};
+use dpg_core::model::{ActionEvent, ActionRecord, ItemFilter, ItemRef, Locality, OutboxEntry};
 use dpg_core::ports::{
     ActionRepository, NewAction, Outbox, PeerAnswer, PeerError, PeerPage, PeerPageAnswer,
     PeerTransport,
@@ -107,6 +107,10 @@ fn new_action() -> NewAction {
         source_item_owner: Some("asha".into()),
         target: item("tutor", TARGET),
         target_item_owner: Some("ravi".into()),
+        locality: Locality {
+            source: false,
+            target: true,
+        },
         requirements_snapshot: json!({}),
         remarks: None,
         created_at: now,
@@ -127,6 +131,7 @@ fn new_action() -> NewAction {
         target_item_owner: action.target_item_owner.clone(),
         target_item_latitude: None,
         target_item_longitude: None,
+        locality: action.locality,
         event_payload: json!({"status": "created"}),
         remarks: None,
         created_at: now,

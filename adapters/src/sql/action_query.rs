@@ -1,5 +1,7 @@
 //! `ActionQuery` as a SQL condition over `actions` or `action_events` (reference-contract
-//! §6.6): the given filters ANDed with the owner visibility of the role.
+//! §6.6): the given filters ANDed with the owner visibility of the role. An owner column
+//! counts only where its item lives on this instance (`source_is_local`, `target_is_local`):
+//! the other side's owner is a user id of another instance.
 
 use dpg_core::model::{ActionQuery, OwnershipRole};
 use sea_orm::{ColumnTrait, Condition};
@@ -15,6 +17,8 @@ pub(super) struct QueryColumns<C> {
     target_item_id: C,
     source_item_owner: C,
     target_item_owner: C,
+    source_is_local: C,
+    target_is_local: C,
     /// Events only.
     update_count: Option<C>,
 }
@@ -29,6 +33,8 @@ pub(super) fn action_columns() -> QueryColumns<action::Column> {
         target_item_id: Column::TargetItemId,
         source_item_owner: Column::SourceItemOwner,
         target_item_owner: Column::TargetItemOwner,
+        source_is_local: Column::SourceIsLocal,
+        target_is_local: Column::TargetIsLocal,
         update_count: None,
     }
 }
@@ -43,6 +49,8 @@ pub(super) fn event_columns() -> QueryColumns<action_event::Column> {
         target_item_id: Column::TargetItemId,
         source_item_owner: Column::SourceItemOwner,
         target_item_owner: Column::TargetItemOwner,
+        source_is_local: Column::SourceIsLocal,
+        target_is_local: Column::TargetIsLocal,
         update_count: Some(Column::UpdateCount),
     }
 }
@@ -50,15 +58,17 @@ pub(super) fn event_columns() -> QueryColumns<action_event::Column> {
 /// Rows of `query.user` in `query.role`, with every given filter.
 pub(super) fn visible<C: ColumnTrait>(query: &ActionQuery, columns: &QueryColumns<C>) -> Condition {
     let user = query.user.as_str();
+    let initiated = Condition::all()
+        .add(columns.source_item_owner.eq(user))
+        .add(columns.source_is_local.eq(true));
+    let received = Condition::all()
+        .add(columns.target_item_owner.eq(user))
+        .add(columns.target_is_local.eq(true));
     let mut condition = Condition::all();
     condition = match query.role {
-        OwnershipRole::Initiated => condition.add(columns.source_item_owner.eq(user)),
-        OwnershipRole::Received => condition.add(columns.target_item_owner.eq(user)),
-        OwnershipRole::All => condition.add(
-            Condition::any()
-                .add(columns.source_item_owner.eq(user))
-                .add(columns.target_item_owner.eq(user)),
-        ),
+        OwnershipRole::Initiated => condition.add(initiated),
+        OwnershipRole::Received => condition.add(received),
+        OwnershipRole::All => condition.add(Condition::any().add(initiated).add(received)),
     };
     if let Some(item_id) = query.item_id {
         condition = match query.role {
@@ -84,4 +94,57 @@ pub(super) fn visible<C: ColumnTrait>(query: &ActionQuery, columns: &QueryColumn
         condition = condition.add(column.eq(action::to_count(count)));
     }
     condition
+}
+
+#[cfg(test)]
+mod tests {
+    use dpg_core::model::ActionQuery;
+    use sea_orm::{DbBackend, EntityTrait, QueryFilter, QueryTrait};
+
+    use super::*;
+
+    fn query(role: OwnershipRole) -> ActionQuery {
+        ActionQuery {
+            user: "u1".into(),
+            role,
+            action_id: None,
+            action_name: None,
+            action_status: None,
+            item_id: None,
+            update_count: None,
+            limit: 20,
+            offset: 0,
+        }
+    }
+
+    fn where_clause(sql: &str) -> &str {
+        sql.split_once(" WHERE ").map_or("", |(_, w)| w)
+    }
+
+    #[test]
+    fn an_owner_counts_only_with_its_side_local() {
+        let initiated =
+            r#""actions"."source_item_owner" = 'u1' AND "actions"."source_is_local" = TRUE"#;
+        let received =
+            r#""actions"."target_item_owner" = 'u1' AND "actions"."target_is_local" = TRUE"#;
+        for (role, want) in [
+            (OwnershipRole::Initiated, initiated.to_string()),
+            (OwnershipRole::Received, received.to_string()),
+            (OwnershipRole::All, format!("({initiated}) OR ({received})")),
+        ] {
+            let sql = action::Entity::find()
+                .filter(visible(&query(role), &action_columns()))
+                .build(DbBackend::Postgres)
+                .to_string();
+            assert_eq!(where_clause(&sql), want, "{role:?}");
+        }
+        let events = action_event::Entity::find()
+            .filter(visible(&query(OwnershipRole::Initiated), &event_columns()))
+            .build(DbBackend::Sqlite)
+            .to_string();
+        assert_eq!(
+            where_clause(&events),
+            r#""action_events"."source_item_owner" = 'u1' AND "action_events"."source_is_local" = TRUE"#
+        );
+    }
 }

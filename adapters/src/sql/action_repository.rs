@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use dpg_core::error::CoreError;
 use dpg_core::model::{ActionEvent, ActionQuery, ActionRecord, OutboxEntry, Page};
 use dpg_core::ports::{ActionRepository, Created, IdempotencyKey, NewAction, StatusChange};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
+    FromQueryResult, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Statement,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -187,7 +188,13 @@ async fn bump(
     let mut statement = update
         .filter(Column::ActionId.eq(change.action_id))
         .into_query();
-    statement.returning_all();
+    // Named and table-qualified, not `*`: a pooled SQLite connection that read the schema
+    // before a migration added columns would expand `*` to the old columns, or take an
+    // unqualified new name for a string literal, and sqlx keeps that shape of the row. An
+    // unknown qualified column makes SQLite reload the schema and prepare again.
+    statement.returning(
+        Query::returning().columns(Column::iter().map(|column| (action::Entity, column))),
+    );
     let row = txn
         .query_one(&statement)
         .await

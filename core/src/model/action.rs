@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::wire_time;
+use super::{InstanceIdentity, wire_time};
 
 /// An item on some instance (Appendix A.4, with `item_instance_url`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,27 @@ pub struct ItemRef {
     pub item_id: Uuid,
     #[serde(rename = "item_instance_url")]
     pub instance_url: String,
+}
+
+/// Which of an action's two items live on this instance, decided when a row is written.
+///
+/// User ids are local to an instance (reference-contract §8.5) and rows carry the other
+/// instance's owner ids verbatim, so an owner column names one of this instance's users only
+/// on the side whose item lives here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locality {
+    pub source: bool,
+    pub target: bool,
+}
+
+impl Locality {
+    /// Where the items of an action between `source` and `target` live, by their instance URLs.
+    pub fn of(identity: &InstanceIdentity, source: &ItemRef, target: &ItemRef) -> Locality {
+        Locality {
+            source: identity.is_self(&source.instance_url),
+            target: identity.is_self(&target.instance_url),
+        }
+    }
 }
 
 /// A stored action (Appendix A.2 without `ownership_roles`). The target instance holds the
@@ -34,6 +55,8 @@ pub struct ActionRecord {
     pub source_item_owner: Option<String>,
     pub target: ItemRef,
     pub target_item_owner: Option<String>,
+    /// Not on the wire: which owner columns name users of this instance.
+    pub locality: Locality,
     pub requirements_snapshot: Value,
     pub remarks: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -58,6 +81,8 @@ pub struct ActionEvent {
     pub target_item_owner: Option<String>,
     pub target_item_latitude: Option<f64>,
     pub target_item_longitude: Option<f64>,
+    /// Not on the wire: which owner columns name users of this instance.
+    pub locality: Locality,
     pub event_payload: Value,
     pub remarks: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -85,23 +110,27 @@ impl OwnershipRole {
     }
 }
 
-/// `ownership_roles` of a row for `user` (reference-contract §6.6).
+/// `ownership_roles` of a row for `user` (reference-contract §6.6): an owner column counts
+/// only on a side whose item lives here.
 pub fn ownership_roles(
     user: &str,
     source_owner: Option<&str>,
     target_owner: Option<&str>,
+    locality: Locality,
 ) -> Vec<&'static str> {
     let mut roles = Vec::with_capacity(2);
-    if source_owner == Some(user) {
+    if locality.source && source_owner == Some(user) {
         roles.push("initiated");
     }
-    if target_owner == Some(user) {
+    if locality.target && target_owner == Some(user) {
         roles.push("received");
     }
     roles
 }
 
-/// Owner-scoped query of `GET /api/v1/action/fetch` and `GET /api/v1/event/fetch`.
+/// Owner-scoped query of `GET /api/v1/action/fetch` and `GET /api/v1/event/fetch`: rows where
+/// `user` owns the source item (`initiated`) or the target item (`received`) and that item
+/// lives on this instance ([`Locality`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionQuery {
     pub user: String,
@@ -164,7 +193,8 @@ impl ActionRecord {
             json!(ownership_roles(
                 user,
                 self.source_item_owner.as_deref(),
-                self.target_item_owner.as_deref()
+                self.target_item_owner.as_deref(),
+                self.locality,
             )),
         );
         Value::Object(out)
@@ -228,7 +258,8 @@ impl ActionEvent {
             json!(ownership_roles(
                 user,
                 self.source_item_owner.as_deref(),
-                self.target_item_owner.as_deref()
+                self.target_item_owner.as_deref(),
+                self.locality,
             )),
         );
         Value::Object(out)
@@ -391,6 +422,10 @@ mod tests {
             target_item_owner: Some("ravi".into()),
             target_item_latitude: Some(12.5),
             target_item_longitude: Some(77.25),
+            locality: Locality {
+                source: true,
+                target: false,
+            },
             event_payload: json!({"status": "accepted", "remark": "ok"}),
             remarks: remarks.map(str::to_string),
             created_at: at,
@@ -436,22 +471,74 @@ mod tests {
 
     #[test]
     fn owned_rows_carry_the_roles_of_the_viewer() {
-        let e = event(None);
+        let mut e = event(None);
         assert_eq!(
             e.to_owned_json("asha")["ownership_roles"],
             json!(["initiated"])
         );
+        e.locality.target = true;
         assert_eq!(
             e.to_owned_json("ravi")["ownership_roles"],
             json!(["received"])
         );
+        let both = Locality {
+            source: true,
+            target: true,
+        };
         assert_eq!(
-            ownership_roles("x", Some("x"), Some("x")),
+            ownership_roles("x", Some("x"), Some("x"), both),
             vec!["initiated", "received"]
         );
-        let owned = e.to_owned_json("asha");
+        let owned = event(None).to_owned_json("asha");
         assert_eq!(owned["created_at"], "2023-11-14T22:13:20.123Z");
         assert_eq!(owned["source_item_id"], json!(Uuid::from_u128(1)));
         assert_eq!(owned["remarks"], Value::Null);
+    }
+
+    #[test]
+    fn an_owner_id_of_another_instance_gives_no_role_here() {
+        // Ids are local: "ravi" on the target's instance is not this instance's "ravi".
+        let e = event(None);
+        assert_eq!(e.to_owned_json("ravi")["ownership_roles"], json!([]));
+        assert_eq!(e.to_owned_json("ravi")["target_item_owner"], "ravi");
+        let local = |source, target| Locality { source, target };
+        for (locality, roles) in [
+            (local(false, false), vec![]),
+            (local(true, false), vec!["initiated"]),
+            (local(false, true), vec!["received"]),
+            (local(true, true), vec!["initiated", "received"]),
+        ] {
+            assert_eq!(
+                ownership_roles("u1", Some("u1"), Some("u1"), locality),
+                roles,
+                "{locality:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn locality_follows_the_instance_identity() {
+        let me = InstanceIdentity {
+            base_url: "http://127.0.0.1:2742".into(),
+            name: "dpg".into(),
+            served: crate::model::ServedBindings::default(),
+        };
+        let mut here = item("student", 1);
+        here.instance_url = "http://localhost:2742/".into();
+        let there = item("tutor", 2);
+        assert_eq!(
+            Locality::of(&me, &here, &there),
+            Locality {
+                source: true,
+                target: false
+            }
+        );
+        assert_eq!(
+            Locality::of(&me, &there, &here),
+            Locality {
+                source: false,
+                target: true
+            }
+        );
     }
 }

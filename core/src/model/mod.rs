@@ -12,8 +12,8 @@ mod text;
 
 pub use account::{ApiKey, ClientInfo, Role, Session, User};
 pub use action::{
-    ActionEvent, ActionQuery, ActionRecord, ItemRef, OutboxCounts, OutboxEntry, OutboxState,
-    OwnershipRole, Page, ownership_roles,
+    ActionEvent, ActionQuery, ActionRecord, ItemRef, Locality, OutboxCounts, OutboxEntry,
+    OutboxState, OwnershipRole, Page, ownership_roles,
 };
 pub use binding::{Binding, ServedBindings};
 pub use caller::{AuthMethod, Caller};

@@ -91,11 +91,13 @@ pub trait ActionRepository: Send + Sync {
     /// order).
     async fn store_event(&self, event: &ActionEvent) -> Result<Option<Uuid>, CoreError>;
 
-    /// Actions visible to `query.user` (reference-contract §6.6), ordered `updated_at` desc,
+    /// Actions visible to `query.user` (reference-contract §6.6): an owner column matches only
+    /// on a side the row's stored `locality` marks local. Ordered `updated_at` desc,
     /// `created_at` desc, `action_id` desc.
     async fn fetch_actions(&self, query: &ActionQuery) -> Result<Page<ActionRecord>, CoreError>;
 
-    /// Events visible to `query.user`, ordered `created_at` desc, `event_id` desc.
+    /// Events visible to `query.user`, by the same rule, ordered `created_at` desc,
+    /// `event_id` desc.
     async fn fetch_events(&self, query: &ActionQuery) -> Result<Page<ActionEvent>, CoreError>;
 
     /// Every stored event of one action, oldest count first (tests, reconciliation).

@@ -1,6 +1,6 @@
 //! The `actions` table (see the migration) and its mapping to `dpg_core::model::ActionRecord`.
 
-use dpg_core::model::{ActionRecord, ItemRef};
+use dpg_core::model::{ActionRecord, ItemRef, Locality};
 use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
 
@@ -38,6 +38,8 @@ pub struct Model {
     pub target_item_instance_url: String,
     #[sea_orm(column_type = "Text", nullable)]
     pub target_item_owner: Option<String>,
+    pub source_is_local: bool,
+    pub target_is_local: bool,
     #[sea_orm(column_type = "JsonBinary")]
     pub requirements_snapshot: Json,
     #[sea_orm(column_type = "Text", nullable)]
@@ -74,6 +76,10 @@ impl Model {
                 instance_url: self.target_item_instance_url,
             },
             target_item_owner: self.target_item_owner,
+            locality: Locality {
+                source: self.source_is_local,
+                target: self.target_is_local,
+            },
             requirements_snapshot: self.requirements_snapshot,
             remarks: self.remarks,
             created_at: self.created_at,
@@ -101,6 +107,8 @@ pub fn active_model(action: &ActionRecord) -> ActiveModel {
         target_item_id: Set(action.target.item_id),
         target_item_instance_url: Set(action.target.instance_url.clone()),
         target_item_owner: Set(action.target_item_owner.clone()),
+        source_is_local: Set(action.locality.source),
+        target_is_local: Set(action.locality.target),
         requirements_snapshot: Set(action.requirements_snapshot.clone()),
         remarks: Set(action.remarks.clone()),
         created_at: Set(to_millis(action.created_at)),

@@ -1,7 +1,7 @@
 //! The `action_events` table (see the migration) and its mapping to
 //! `dpg_core::model::ActionEvent`.
 
-use dpg_core::model::{ActionEvent, ItemRef};
+use dpg_core::model::{ActionEvent, ItemRef, Locality};
 use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
 
@@ -48,6 +48,8 @@ pub struct Model {
     pub target_item_owner: Option<String>,
     pub target_item_latitude: Option<f64>,
     pub target_item_longitude: Option<f64>,
+    pub source_is_local: bool,
+    pub target_is_local: bool,
     #[sea_orm(column_type = "JsonBinary")]
     pub event_payload: Json,
     #[sea_orm(column_type = "Text", nullable)]
@@ -89,6 +91,10 @@ impl Model {
             target_item_owner: self.target_item_owner,
             target_item_latitude: self.target_item_latitude,
             target_item_longitude: self.target_item_longitude,
+            locality: Locality {
+                source: self.source_is_local,
+                target: self.target_is_local,
+            },
             event_payload: self.event_payload,
             remarks: self.remarks,
             created_at: self.created_at,
@@ -121,6 +127,8 @@ pub fn active_model(event: &ActionEvent) -> ActiveModel {
         target_item_owner: Set(event.target_item_owner.clone()),
         target_item_latitude: Set(event.target_item_latitude),
         target_item_longitude: Set(event.target_item_longitude),
+        source_is_local: Set(event.locality.source),
+        target_is_local: Set(event.locality.target),
         event_payload: Set(event.event_payload.clone()),
         remarks: Set(event.remarks.clone()),
         created_at: Set(to_millis(event.created_at)),

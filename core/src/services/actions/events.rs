@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{ActionService, eligibility, source_item_not_found};
 use crate::error::{CoreError, ErrorCode};
-use crate::model::{ActionEvent, ItemRef, normalize_instance_url};
+use crate::model::{ActionEvent, ItemRef, Locality, normalize_instance_url};
 use crate::services::PeerCaller;
 
 /// The body of `POST /api/v1/event/store`.
@@ -141,6 +141,12 @@ impl ActionService {
             target_item_owner: incoming.target_item_owner,
             target_item_latitude: incoming.target_item_latitude,
             target_item_longitude: incoming.target_item_longitude,
+            // The source item was found here above. The target owner is the origin's user id,
+            // whatever URL the origin gives its item: it never names a user of this instance.
+            locality: Locality {
+                source: true,
+                target: false,
+            },
             event_payload: incoming.event_payload,
             remarks: incoming.remarks,
             created_at: self.deps.clock.now(),

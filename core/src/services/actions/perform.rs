@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::receive::ReceiveRequest;
 use super::{ActionService, eligibility, source_item_not_found};
 use crate::error::{CoreError, ErrorCode};
-use crate::model::{ActionRecord, Caller, ItemRef, normalize_instance_url};
+use crate::model::{ActionRecord, Caller, ItemRef, Locality, normalize_instance_url};
 use crate::ports::PeerAnswer;
 
 /// Longest `Idempotency-Key` accepted (the IETF draft sets no limit; storage does).
@@ -171,6 +171,8 @@ impl ActionService {
                         target_unavailable("The target instance answered with an invalid body")
                     })?;
                 let now = self.deps.clock.now();
+                // The target owner is unknown here, and would be a user id of the target.
+                let locality = Locality::of(&self.deps.identity, &source_ref, &target);
                 let initiated = ActionRecord {
                     action_name: performed.action_name,
                     action_id: performed.action_id,
@@ -180,6 +182,7 @@ impl ActionService {
                     source_item_owner: Some(item.created_by),
                     target,
                     target_item_owner: None,
+                    locality,
                     requirements_snapshot,
                     remarks: None,
                     created_at: now,

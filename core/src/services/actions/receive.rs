@@ -7,7 +7,9 @@ use serde_json::Value;
 
 use super::{ActionService, eligibility, source_item_not_found, target_item_not_found};
 use crate::error::{CoreError, ErrorCode};
-use crate::model::{ActionEvent, ActionRecord, ItemRef, OutboxEntry, normalize_instance_url};
+use crate::model::{
+    ActionEvent, ActionRecord, ItemRef, Locality, OutboxEntry, normalize_instance_url,
+};
 use crate::ports::{Created, IdempotencyKey, NewAction};
 use crate::services::PeerCaller;
 
@@ -162,6 +164,8 @@ impl ActionService {
         )?;
 
         let now = self.deps.clock.now();
+        // The source owner of a remote source is the peer's user id, not one of ours.
+        let locality = Locality::of(&self.deps.identity, &source, &target);
         let action = ActionRecord {
             action_name: action_name.clone(),
             action_id: self.deps.ids.new_id(),
@@ -171,6 +175,7 @@ impl ActionService {
             source_item_owner: source_owner.clone(),
             target: target.clone(),
             target_item_owner: Some(target_item.created_by.clone()),
+            locality,
             requirements_snapshot,
             remarks: None,
             created_at: now,
@@ -191,6 +196,7 @@ impl ActionService {
             target_item_owner: action.target_item_owner.clone(),
             target_item_latitude: target_item.latitude,
             target_item_longitude: target_item.longitude,
+            locality,
             event_payload: payload,
             remarks: None,
             created_at: now,

@@ -37,8 +37,11 @@ impl ActionService {
         let is_target_owner = action.target_item_owner.as_deref() == Some(user)
             && self.deps.identity.is_self(&action.target.instance_url);
         if !is_target_owner {
-            // The initiator knows the action exists; anyone else learns nothing.
-            if action.source_item_owner.as_deref() == Some(user) {
+            // The initiator knows the action exists; anyone else learns nothing. A source
+            // owner id from another instance is not one of our users, whatever its value.
+            if action.source_item_owner.as_deref() == Some(user)
+                && self.deps.identity.is_self(&action.source.instance_url)
+            {
                 return Err(CoreError::Forbidden {
                     code: ErrorCode::NotOwner,
                     message: "Only the owner of the target item may update the action status"
@@ -111,6 +114,8 @@ impl ActionService {
             target_item_owner: action.target_item_owner.clone(),
             target_item_latitude: target_item.as_ref().and_then(|i| i.latitude),
             target_item_longitude: target_item.as_ref().and_then(|i| i.longitude),
+            // The event's owners are the action's: so is where they live.
+            locality: action.locality,
             event_payload: payload,
             remarks: update.remarks.clone(),
             created_at: now,

@@ -77,7 +77,7 @@ impl ActionRepository for NotifyingActions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ItemRef, OutboxEntry};
+    use crate::model::{ItemRef, Locality, OutboxEntry};
     use crate::ports::MockActionRepository;
     use crate::services::outbox::Signal;
 
@@ -101,6 +101,10 @@ mod tests {
             source_item_owner: None,
             target: item("tutor"),
             target_item_owner: None,
+            locality: Locality {
+                source: false,
+                target: true,
+            },
             requirements_snapshot: serde_json::json!({}),
             remarks: None,
             created_at: Utc::now(),
@@ -125,6 +129,7 @@ mod tests {
             target_item_owner: None,
             target_item_latitude: None,
             target_item_longitude: None,
+            locality: a.locality,
             event_payload: serde_json::json!({}),
             remarks: None,
             created_at: a.created_at,

@@ -46,6 +46,11 @@ async fn the_target_instance_stores_an_event_with_the_owner_we_know() {
         .withf(|e| {
             e.source_item_owner.as_deref() == Some("asha")
                 && e.target_item_owner.as_deref() == Some("ravi")
+                && e.locality
+                    == Locality {
+                        source: true,
+                        target: false,
+                    }
                 && e.update_count == 1
                 && e.created_at == now()
         })
@@ -227,4 +232,35 @@ async fn events_arrive_in_any_order_and_each_is_stored_once() {
         stored += usize::from(id.is_some());
     }
     assert_eq!(stored, 3);
+}
+
+#[tokio::test]
+async fn a_mirrored_target_owner_never_names_a_user_here() {
+    // A also serves tutor and the network is permissive: an unsigned origin may claim that
+    // the target item lives on A. Its owner id is still only the origin's word.
+    let mut setup = Setup::on(A, "yellow_dot/student")
+        .mode("permissive")
+        .item(student_item("asha"));
+    setup.actions.expect_find().returning(|_| Ok(None));
+    setup
+        .actions
+        .expect_store_event()
+        .withf(|e| {
+            e.target_item_owner.as_deref() == Some("ravi")
+                && e.locality
+                    == Locality {
+                        source: true,
+                        target: false,
+                    }
+        })
+        .times(1)
+        .returning(|_| Ok(Some(Uuid::from_u128(3))));
+    let mut claimed = incoming(1);
+    claimed.origin_instance_domain = A.into();
+    claimed.target.instance_url = A.into();
+    setup
+        .build()
+        .store_event(&PeerCaller::Unsigned, claimed)
+        .await
+        .expect("stored");
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{OwnershipRole, Page};
+use crate::model::{Locality, OwnershipRole, Page};
 use crate::services::actions::ActionFilter;
 
 #[tokio::test]
@@ -52,7 +52,7 @@ async fn events_are_scoped_to_the_caller_and_filtered_by_count() {
         .returning(|_| {
             Ok(Page {
                 total: 11,
-                rows: vec![event_of(&action_on_b(), "accepted", 1)],
+                rows: vec![mirrored_on_a()],
             })
         });
     let page = setup
@@ -72,6 +72,62 @@ async fn events_are_scoped_to_the_caller_and_filtered_by_count() {
     assert_eq!(
         page.rows[0]["ownership_roles"],
         serde_json::json!(["initiated"])
+    );
+}
+
+/// A's copy of B's event: the source item lives on A, the target item on B.
+fn mirrored_on_a() -> crate::model::ActionEvent {
+    crate::model::ActionEvent {
+        locality: Locality {
+            source: true,
+            target: false,
+        },
+        ..event_of(&action_on_b(), "accepted", 1)
+    }
+}
+
+#[tokio::test]
+async fn an_owner_id_of_another_instance_gives_no_role() {
+    // Both columns say "u1"; on B only the target item is B's, so B's u1 only received it.
+    let mut both_u1 = action_on_b();
+    both_u1.source_item_owner = Some("u1".into());
+    both_u1.target_item_owner = Some("u1".into());
+    let mut event = event_of(&both_u1, "accepted", 1);
+    event.locality = Locality {
+        source: false,
+        target: true,
+    };
+    let mut setup = Setup::on(B, "yellow_dot/tutor");
+    let row = both_u1.clone();
+    setup.actions.expect_fetch_actions().returning(move |_| {
+        Ok(Page {
+            total: 1,
+            rows: vec![row.clone()],
+        })
+    });
+    setup.actions.expect_fetch_events().returning(move |_| {
+        Ok(Page {
+            total: 1,
+            rows: vec![event.clone()],
+        })
+    });
+    let service = setup.build();
+    let actions = service
+        .fetch_actions(&user("u1"), ActionFilter::default())
+        .await
+        .expect("page");
+    assert_eq!(
+        actions.rows[0]["ownership_roles"],
+        serde_json::json!(["received"])
+    );
+    assert_eq!(actions.rows[0]["source_item_owner"], "u1");
+    let events = service
+        .fetch_events(&user("u1"), ActionFilter::default())
+        .await
+        .expect("page");
+    assert_eq!(
+        events.rows[0]["ownership_roles"],
+        serde_json::json!(["received"])
     );
 }
 

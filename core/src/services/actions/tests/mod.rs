@@ -17,7 +17,8 @@ use uuid::Uuid;
 use super::{ActionService, ActionServiceDeps};
 use crate::error::{CoreError, ErrorCode};
 use crate::model::{
-    ActionEvent, ActionRecord, Caller, InstanceIdentity, Item, ItemPage, ItemRef, ServedBindings,
+    ActionEvent, ActionRecord, Caller, InstanceIdentity, Item, ItemPage, ItemRef, Locality,
+    ServedBindings,
 };
 use crate::network::{
     CatalogHandle, CatalogOrigin, NetworkCatalog, NetworkDocument, SchemaCompiler,
@@ -236,6 +237,10 @@ pub(super) fn action_on_b() -> ActionRecord {
         source_item_owner: Some("asha".into()),
         target: item_ref(&tutor_item(B, "ravi")),
         target_item_owner: Some("ravi".into()),
+        locality: Locality {
+            source: false,
+            target: true,
+        },
         requirements_snapshot: requirements(),
         remarks: None,
         created_at: now(),
@@ -259,6 +264,7 @@ pub(super) fn event_of(action: &ActionRecord, status: &str, count: u32) -> Actio
         target_item_owner: action.target_item_owner.clone(),
         target_item_latitude: None,
         target_item_longitude: None,
+        locality: action.locality,
         event_payload: json!({"status": status, "remark": "ok"}),
         remarks: None,
         created_at: now(),

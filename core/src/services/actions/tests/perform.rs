@@ -60,6 +60,12 @@ async fn perform_forwards_to_the_listed_target_and_keeps_an_initiated_copy() {
         .withf(|a| {
             a.action_id == ACTION
                 && a.source_item_owner.as_deref() == Some("asha")
+                && a.target_item_owner.is_none()
+                && a.locality
+                    == Locality {
+                        source: true,
+                        target: false,
+                    }
                 && a.action_status == "created"
                 && a.source.instance_url == A
         })
@@ -320,7 +326,13 @@ async fn a_target_on_this_instance_is_performed_locally() {
         .actions
         .expect_create()
         .withf(|new| {
+            let both = Locality {
+                source: true,
+                target: true,
+            };
             new.outbox.is_none()
+                && new.action.locality == both
+                && new.event.locality == both
                 && new.action.source_item_owner.as_deref() == Some("asha")
                 && new.action.target_item_owner.as_deref() == Some("ravi")
                 && new

@@ -34,7 +34,13 @@ async fn the_source_instance_creates_an_action_with_its_initial_event_and_delive
             let e = &new.event;
             let outbox = new.outbox.as_ref().expect("outbox to the source");
             let key = new.idempotency.as_ref().expect("key");
+            let remote_source = Locality {
+                source: false,
+                target: true,
+            };
             a.action_status == "created"
+                && a.locality == remote_source
+                && e.locality == remote_source
                 && a.update_count == 0
                 && a.source_item_owner.as_deref() == Some("asha")
                 && a.target_item_owner.as_deref() == Some("ravi")

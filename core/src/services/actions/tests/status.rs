@@ -36,6 +36,7 @@ async fn the_target_owner_updates_with_one_event_delivered_to_the_source() {
                 && e.remarks.as_deref() == Some("See you Monday")
                 && e.source_item_owner.as_deref() == Some("asha")
                 && e.target_item_owner.as_deref() == Some("ravi")
+                && e.locality == action_on_b().locality
                 && outbox.destination == A
         })
         .times(1)
@@ -57,7 +58,10 @@ async fn the_target_owner_updates_with_one_event_delivered_to_the_source() {
 #[tokio::test]
 async fn nobody_but_the_target_owner_updates() {
     // No update_status expectation: any write fails the test.
-    let service = on_b_with(action_on_b()).build();
+    let mut local = action_on_b();
+    local.source.instance_url = B.into();
+    local.locality.source = true;
+    let service = on_b_with(local).build();
     assert_code(
         service
             .update_status(&user("asha"), update("accepted"))
@@ -67,6 +71,18 @@ async fn nobody_but_the_target_owner_updates() {
     assert_code(
         service
             .update_status(&user("mallory"), update("accepted"))
+            .await,
+        ErrorCode::ActionNotFound,
+    );
+}
+
+#[tokio::test]
+async fn a_user_named_like_the_remote_initiator_learns_nothing() {
+    // "asha" initiated it on A; B's "asha" is someone else.
+    let service = on_b_with(action_on_b()).build();
+    assert_code(
+        service
+            .update_status(&user("asha"), update("accepted"))
             .await,
         ErrorCode::ActionNotFound,
     );
