@@ -11,7 +11,7 @@ use dpg_core::ports::Outbox;
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
 };
 use uuid::Uuid;
 
@@ -273,20 +273,22 @@ impl Outbox for SqlOutbox {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn counts(&self, now: DateTime<Utc>) -> Result<OutboxCounts, CoreError> {
         let op = "count outbox entries";
+        // One pass over the table for all three states.
+        let per_state: Vec<(String, i64)> = Entity::find()
+            .select_only()
+            .column(Column::State)
+            .column_as(Expr::col(Column::Id).count(), "entries")
+            .group_by(Column::State)
+            .into_tuple()
+            .all(&self.conn)
+            .await
+            .map_err(|e| storage_error(op, &e))?;
         let count = |state: OutboxState| {
-            Entity::find()
-                .filter(Column::State.eq(state.as_str()))
-                .count(&self.conn)
+            per_state
+                .iter()
+                .find(|(name, _)| name == state.as_str())
+                .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0))
         };
-        let pending = count(OutboxState::Pending)
-            .await
-            .map_err(|e| storage_error(op, &e))?;
-        let delivered = count(OutboxState::Delivered)
-            .await
-            .map_err(|e| storage_error(op, &e))?;
-        let dead = count(OutboxState::Dead)
-            .await
-            .map_err(|e| storage_error(op, &e))?;
         let oldest = Entity::find()
             .filter(Self::pending())
             .order_by_asc(Column::CreatedAt)
@@ -296,25 +298,32 @@ impl Outbox for SqlOutbox {
         let oldest_pending_seconds =
             oldest.map(|row| u64::try_from((now - row.created_at).num_seconds()).unwrap_or(0));
         Ok(OutboxCounts {
-            pending,
-            delivered,
-            dead,
+            pending: count(OutboxState::Pending),
+            delivered: count(OutboxState::Delivered),
+            dead: count(OutboxState::Dead),
             oldest_pending_seconds,
         })
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn list_undelivered(&self, limit: u32) -> Result<Vec<OutboxEntry>, CoreError> {
-        let rows = Entity::find()
-            .filter(
-                Column::State.is_in([OutboxState::Pending.as_str(), OutboxState::Dead.as_str()]),
-            )
-            .order_by_desc(Column::CreatedAt)
-            .order_by_desc(Column::Id)
-            .limit(u64::from(limit))
-            .all(&self.conn)
-            .await
-            .map_err(|e| storage_error("list undelivered outbox entries", &e))?;
+        let op = "list undelivered outbox entries";
+        // Each state by its own index range, newest first, then merged: one statement over
+        // both states would sort every pending row of a large backlog.
+        let newest = |state: OutboxState| {
+            Entity::find()
+                .filter(Column::State.eq(state.as_str()))
+                .order_by_desc(Column::CreatedAt)
+                .order_by_desc(Column::Id)
+                .limit(u64::from(limit))
+                .all(&self.conn)
+        };
+        let (pending, dead) =
+            futures::try_join!(newest(OutboxState::Pending), newest(OutboxState::Dead))
+                .map_err(|e| storage_error(op, &e))?;
+        let mut rows: Vec<outbox::Model> = pending.into_iter().chain(dead).collect();
+        rows.sort_by_key(|row| std::cmp::Reverse((row.created_at, row.id)));
+        rows.truncate(limit as usize);
         into_entries(rows)
     }
 

@@ -27,7 +27,7 @@ pub use receive::{ReceiveRequest, Received};
 pub use status::StatusUpdate;
 
 use crate::error::{CoreError, ErrorCode};
-use crate::model::{Binding, InstanceIdentity, Item, ItemFilter, PageRequest};
+use crate::model::{Binding, InstanceIdentity, Item, ItemFilter};
 use crate::network::{CatalogHandle, SchemaCompiler};
 use crate::ports::{ActionRepository, Clock, IdGenerator, ItemRepository, PeerTransport};
 use crate::services::PeerTrustService;
@@ -84,18 +84,9 @@ impl ActionService {
             ..ItemFilter::new(network, domain)
         };
         filter.check_text()?;
-        let page = self
-            .deps
-            .items
-            .find(
-                &filter,
-                PageRequest {
-                    limit: 1,
-                    offset: 0,
-                },
-            )
-            .await?;
-        Ok(page.items.into_iter().next())
+        // A keyset read: no count of the matches, which a page would also compute.
+        let found = self.deps.items.find_after(&filter, None, 1).await?;
+        Ok(found.into_iter().next())
     }
 }
 

@@ -17,8 +17,7 @@ use uuid::Uuid;
 use super::{ActionService, ActionServiceDeps};
 use crate::error::{CoreError, ErrorCode};
 use crate::model::{
-    ActionEvent, ActionRecord, Caller, InstanceIdentity, Item, ItemPage, ItemRef, Locality,
-    ServedBindings,
+    ActionEvent, ActionRecord, Caller, InstanceIdentity, Item, ItemRef, Locality, ServedBindings,
 };
 use crate::network::{
     CatalogHandle, CatalogOrigin, NetworkCatalog, NetworkDocument, SchemaCompiler,
@@ -151,17 +150,17 @@ impl Setup {
             .returning(move || Uuid::from_u128(u128::from(counter.fetch_add(1, Ordering::SeqCst))));
         let stored = self.items;
         let mut items = MockItemRepository::new();
-        items.expect_find().returning(move |filter, _| {
-            let found: Vec<Item> = stored
-                .iter()
-                .filter(|i| filter.matches(i))
-                .cloned()
-                .collect();
-            Ok(ItemPage {
-                total: found.len() as u64,
-                items: found,
-            })
-        });
+        items
+            .expect_find_after()
+            .returning(move |filter, after, limit| {
+                assert!(after.is_none(), "item look-ups start at the top");
+                Ok(stored
+                    .iter()
+                    .filter(|i| filter.matches(i))
+                    .take(limit as usize)
+                    .cloned()
+                    .collect())
+            });
         let peer_trust = Arc::new(PeerTrustService::new(
             catalog.clone(),
             identity.clone(),
