@@ -118,8 +118,8 @@ impl<'a> ApiExtractor<'a> for AccountCaller {
             .ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
         match state.accounts.authenticate(&credentials(request)).await {
             Ok(Some(caller)) => Ok(AccountCaller(caller)),
-            Ok(None) => Err(crate::api::accounts::unauthorized().into()),
-            Err(err) => Err(crate::api::accounts::AuthError::from(err).into()),
+            Ok(None) => Err(crate::auth_error::unauthorized().into()),
+            Err(err) => Err(crate::auth_error::AuthError::from(err).into()),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod action_dto;
 pub mod api;
 pub mod auth;
+pub mod auth_error;
 pub mod body;
 pub mod cors;
 pub mod dto;
