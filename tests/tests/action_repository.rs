@@ -977,7 +977,7 @@ mod suite {
                 let mut mine = Vec::new();
                 loop {
                     let claimed = outbox
-                        .claim_due(at(100_000), 3, at(400_000))
+                        .claim_due(at(100_000), 3, at(400_000), &[])
                         .await
                         .expect("claim");
                     if claimed.is_empty() {
@@ -1012,7 +1012,7 @@ mod suite {
 
         let claimed = b
             .outbox
-            .claim_due(at(10_000), 10, at(40_000))
+            .claim_due(at(10_000), 10, at(40_000), &[])
             .await
             .expect("claim");
         assert_eq!(
@@ -1023,14 +1023,14 @@ mod suite {
         // Leased: invisible until the lease ends.
         assert!(
             b.outbox
-                .claim_due(at(20_000), 10, at(60_000))
+                .claim_due(at(20_000), 10, at(60_000), &[])
                 .await
                 .expect("claim")
                 .is_empty()
         );
         let reclaimed = b
             .outbox
-            .claim_due(at(40_000), 1, at(70_000))
+            .claim_due(at(40_000), 1, at(70_000), &[])
             .await
             .expect("claim");
         assert_eq!(
@@ -1039,14 +1039,14 @@ mod suite {
         );
         let later = b
             .outbox
-            .claim_due(at(60_000), 10, at(90_000))
+            .claim_due(at(60_000), 10, at(90_000), &[])
             .await
             .expect("claim");
         let later: Vec<Uuid> = later.iter().map(|e| e.id).collect();
         assert_eq!(later, vec![entries[2].id, entries[0].id]);
         assert!(
             b.outbox
-                .claim_due(at(60_000), 0, at(90_000))
+                .claim_due(at(60_000), 0, at(90_000), &[])
                 .await
                 .expect("claim")
                 .is_empty()
@@ -1059,14 +1059,14 @@ mod suite {
             .expect("release");
         assert!(
             b.outbox
-                .claim_due(at(64_000), 10, at(95_000))
+                .claim_due(at(64_000), 10, at(95_000), &[])
                 .await
                 .expect("claim")
                 .is_empty()
         );
         let released = b
             .outbox
-            .claim_due(at(65_000), 10, at(95_000))
+            .claim_due(at(65_000), 10, at(95_000), &[])
             .await
             .expect("claim");
         assert_eq!(released.len(), 2);
@@ -1079,11 +1079,36 @@ mod suite {
         assert_eq!(first.next_attempt_at, at(65_000));
     }
 
+    pub async fn claims_leave_skipped_destinations_alone(b: &Backend) {
+        let entries = pending_entries(b, 3).await;
+        let destination = entries[0].destination.clone();
+
+        let skipped = b
+            .outbox
+            .claim_due(
+                at(1_000),
+                10,
+                at(30_000),
+                std::slice::from_ref(&destination),
+            )
+            .await
+            .expect("claim");
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let others = ["http://elsewhere.example".to_string()];
+        let claimed = b
+            .outbox
+            .claim_due(at(1_000), 10, at(30_000), &others)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 3);
+        assert!(claimed.iter().all(|e| e.destination == destination));
+    }
+
     /// Marks that arrive together may be written together; every one of them lands.
     pub async fn concurrent_delivered_marks_all_land(b: &Backend) {
         let entries = pending_entries(b, 30).await;
         b.outbox
-            .claim_due(at(1_000), 30, at(30_000))
+            .claim_due(at(1_000), 30, at(30_000), &[])
             .await
             .expect("claim");
 
@@ -1099,7 +1124,7 @@ mod suite {
         assert_eq!((counts.pending, counts.delivered, counts.dead), (0, 30, 0));
         assert!(
             b.outbox
-                .claim_due(at(40_000), 30, at(70_000))
+                .claim_due(at(40_000), 30, at(70_000), &[])
                 .await
                 .expect("claim")
                 .is_empty()
@@ -1116,7 +1141,7 @@ mod suite {
         let (e0, e1, e2) = (&entries[0], &entries[1], &entries[2]);
 
         b.outbox
-            .claim_due(at(1_000), 10, at(30_000))
+            .claim_due(at(1_000), 10, at(30_000), &[])
             .await
             .expect("claim");
         b.outbox
@@ -1158,7 +1183,7 @@ mod suite {
         // A dead entry is not claimed, nor is one whose time has not come.
         assert!(
             b.outbox
-                .claim_due(at(40_000), 10, at(70_000))
+                .claim_due(at(40_000), 10, at(70_000), &[])
                 .await
                 .expect("claim")
                 .is_empty()
@@ -1180,7 +1205,7 @@ mod suite {
         );
         let redriven = b
             .outbox
-            .claim_due(at(41_000), 10, at(70_000))
+            .claim_due(at(41_000), 10, at(70_000), &[])
             .await
             .expect("claim");
         assert_eq!(redriven.len(), 1);
@@ -1264,7 +1289,7 @@ mod suite {
         // Leased past the wake below, so that only the woken entries are due then.
         let due = b
             .outbox
-            .claim_due(at(10_000), 10, at(50_000))
+            .claim_due(at(10_000), 10, at(50_000), &[])
             .await
             .expect("claim");
         assert_eq!(
@@ -1288,7 +1313,7 @@ mod suite {
         );
         let woken = b
             .outbox
-            .claim_due(at(30_000), 10, at(40_000))
+            .claim_due(at(30_000), 10, at(40_000), &[])
             .await
             .expect("claim");
         let mut woken: Vec<Uuid> = woken.iter().map(|e| e.id).collect();
@@ -1358,6 +1383,7 @@ contract_tests!(
     claims_take_due_entries_oldest_first_and_leases_expire,
     the_outbox_lifecycle_from_failure_to_delivery,
     concurrent_delivered_marks_all_land,
+    claims_leave_skipped_destinations_alone,
     a_failing_destination_is_deferred_and_woken,
     time_values_survive_the_round_trip_at_millisecond_precision,
 );
@@ -1389,7 +1415,7 @@ mod failures {
             unavailable.clone().map(|()| 0)
         );
         assert_eq!(
-            b.outbox.claim_due(at(0), 10, at(1)).await,
+            b.outbox.claim_due(at(0), 10, at(1), &[]).await,
             unavailable.clone().map(|()| Vec::new())
         );
         assert_eq!(

@@ -114,16 +114,21 @@ impl Outbox for SqlOutbox {
         now: DateTime<Utc>,
         limit: u32,
         lease_until: DateTime<Utc>,
+        skip: &[String],
     ) -> Result<Vec<OutboxEntry>, CoreError> {
         let op = "claim outbox entries";
         if limit == 0 {
             return Ok(Vec::new());
         }
         let mut candidates = Query::select();
+        let mut due = Self::due(now);
+        if !skip.is_empty() {
+            due = due.add(Column::Destination.is_not_in(skip.iter().cloned()));
+        }
         candidates
             .column(Column::Id)
             .from(Entity)
-            .cond_where(Self::due(now))
+            .cond_where(due)
             .order_by(Column::NextAttemptAt, sea_orm::Order::Asc)
             .order_by(Column::CreatedAt, sea_orm::Order::Asc)
             .order_by(Column::Id, sea_orm::Order::Asc)

@@ -117,11 +117,13 @@ pub trait ActionRepository: Send + Sync {
 pub trait Outbox: Send + Sync {
     /// Up to `limit` pending entries with `next_attempt_at <= now`, oldest due first, leased
     /// until `lease_until` (PostgreSQL: `FOR UPDATE SKIP LOCKED`; other claimers skip them).
+    /// Entries for the destinations in `skip` (spelled as stored) are left alone.
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
         limit: u32,
         lease_until: DateTime<Utc>,
+        skip: &[String],
     ) -> Result<Vec<OutboxEntry>, CoreError>;
 
     /// Gives leased entries back, due at `due` (attempts unchanged).

@@ -247,6 +247,16 @@ impl Destinations {
         self.states.values().map(|s| s.held.len()).sum()
     }
 
+    /// The stored spellings of the destinations with at least `busy` entries in flight or
+    /// held: claims leave their backlog alone so that other destinations get their turn.
+    pub fn busy_at_least(&self, busy: usize) -> Vec<String> {
+        self.states
+            .values()
+            .filter(|s| s.in_flight + s.held.len() >= busy)
+            .flat_map(|s| s.spellings.iter().cloned())
+            .collect()
+    }
+
     #[cfg(test)]
     pub fn is_failing(&self, destination: &str) -> bool {
         self.failures(destination).1.is_some()

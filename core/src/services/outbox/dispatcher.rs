@@ -200,16 +200,19 @@ impl OutboxDispatcher {
     /// Claims what fits and holds or defers each entry; returns those to start now and
     /// whether the batch came back full with room for more (go again without waiting).
     async fn claim_round(&self) -> (Vec<(OutboxEntry, bool)>, bool) {
-        let busy = {
-            let destinations = lock(&self.destinations);
-            destinations.in_flight() + destinations.held()
-        };
-        let room = self.settings.max_in_flight.saturating_sub(busy);
         // Refill in batches while work is queued: a claim per finished delivery would scan the
         // due index and write leases once per event.
         let refill_at = (self.settings.claim_batch as usize)
             .min(self.settings.max_in_flight / 2)
             .max(1);
+        let (busy, skip) = {
+            let destinations = lock(&self.destinations);
+            (
+                destinations.in_flight() + destinations.held(),
+                destinations.busy_at_least(refill_at),
+            )
+        };
+        let room = self.settings.max_in_flight.saturating_sub(busy);
         if busy > 0 && room < refill_at {
             return (Vec::new(), false);
         }
@@ -222,7 +225,12 @@ impl OutboxDispatcher {
         }
         let now = self.deps.clock.now();
         let lease_until = now + chrono_duration(self.settings.lease);
-        let claimed = match self.deps.outbox.claim_due(now, limit, lease_until).await {
+        let claimed = match self
+            .deps
+            .outbox
+            .claim_due(now, limit, lease_until, &skip)
+            .await
+        {
             Ok(claimed) => claimed,
             Err(err) => {
                 tracing::warn!(error = %err, "outbox claim failed");

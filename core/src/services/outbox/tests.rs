@@ -164,6 +164,7 @@ impl Outbox for MemoryOutbox {
         now: DateTime<Utc>,
         limit: u32,
         lease_until: DateTime<Utc>,
+        skip: &[String],
     ) -> Result<Vec<OutboxEntry>, CoreError> {
         if self
             .claim_outage
@@ -177,6 +178,7 @@ impl Outbox for MemoryOutbox {
             .iter_mut()
             .filter(|r| {
                 r.entry.state == OutboxState::Pending
+                    && !skip.contains(&r.entry.destination)
                     && r.entry.next_attempt_at <= now
                     && r.leased_until.is_none_or(|until| until <= now)
             })
@@ -651,6 +653,31 @@ async fn concurrency_per_destination_never_exceeds_the_limit() {
     }
 }
 
+#[tokio::test]
+async fn a_long_backlog_does_not_hold_back_another_destination() {
+    let world = World::new(fine());
+    for n in 0..300 {
+        world.outbox.add(entry(n, A, start()));
+    }
+    let later = start() + chrono::Duration::seconds(1);
+    world.outbox.add(entry(1000, B, later));
+    world.clock.advance(Duration::from_secs(2));
+    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
+
+    world
+        .run_until(&dispatcher, Duration::from_secs(600), |w| {
+            !w.peer.calls_to(B).is_empty()
+        })
+        .await;
+
+    // Oldest first alone would send all 300 of A's entries before B's newer one.
+    let sent_to_a = world.peer.calls_to(A).len();
+    assert!(
+        sent_to_a < 100,
+        "B waited for {sent_to_a} of A's deliveries"
+    );
+}
+
 /// B answers 503 until `up` is set.
 fn b_down_until(up: Arc<AtomicBool>) -> Script {
     Box::new(move |destination, _| {
@@ -1006,10 +1033,13 @@ async fn an_attempt_uses_the_ports_as_specified() {
     let once = claimed.clone();
     outbox
         .expect_claim_due()
-        .withf(move |at, limit, lease| {
-            *at == now && *limit == 32 && *lease == now + chrono::Duration::seconds(30)
+        .withf(move |at, limit, lease, skip| {
+            *at == now
+                && *limit == 32
+                && *lease == now + chrono::Duration::seconds(30)
+                && skip.is_empty()
         })
-        .returning(move |_, _, _| {
+        .returning(move |_, _, _, _| {
             Ok(if once.swap(true, Ordering::SeqCst) {
                 Vec::new()
             } else {
