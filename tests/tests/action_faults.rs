@@ -5,6 +5,7 @@
 //!
 //! Instance 0 (B) serves `tutor`; instance 1 (A) serves `student`. Time bounds are generous:
 //! waits poll with deadlines, and the outbox runs with small backoffs so the file stays fast.
+//! Every case runs embedded and on PostgreSQL + Redis.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -294,9 +295,8 @@ async fn source_down_while_the_target_emits_events_on_postgres_and_redis() {
 /// The source stores the event, but its answer never reaches the target (connection reset,
 /// a 503 in its place, or silence until the target's deadline): the target sends again and
 /// the source absorbs the duplicate.
-#[tokio::test]
-async fn a_lost_answer_is_sent_again_and_the_duplicate_absorbed() {
-    let net = network()
+async fn a_lost_answer_is_sent_again_and_the_duplicate_absorbed(builder: NetworkBuilder) {
+    let net = builder
         .proxied(A)
         .env(B, "PEER_TIMEOUT_MS", "1000")
         .start()
@@ -351,12 +351,28 @@ async fn a_lost_answer_is_sent_again_and_the_duplicate_absorbed() {
     net.stop().await.expect("stops");
 }
 
+mod a_lost_answer_is_sent_again_and_the_duplicate_absorbed {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded() {
+        super::a_lost_answer_is_sent_again_and_the_duplicate_absorbed(network()).await;
+    }
+
+    #[tokio::test]
+    async fn on_postgres_and_redis() {
+        super::a_lost_answer_is_sent_again_and_the_duplicate_absorbed(network().postgres_redis())
+            .await;
+    }
+}
+
 /// The target stops while a delivery is out (A stored the event, B is still waiting for the
 /// answer) and is started again: the claim's lease runs out, B sends the event again and A
 /// absorbs the duplicate.
-#[tokio::test]
-async fn a_target_stopped_between_send_and_mark_sends_again_after_its_lease() {
-    let mut net = network()
+async fn a_target_stopped_between_send_and_mark_sends_again_after_its_lease(
+    builder: NetworkBuilder,
+) {
+    let mut net = builder
         .proxied(A)
         .env(B, "PEER_TIMEOUT_MS", "4000")
         .env(B, "OUTBOX_LEASE_SECONDS", "5")
@@ -399,15 +415,31 @@ async fn a_target_stopped_between_send_and_mark_sends_again_after_its_lease() {
     net.stop().await.expect("stops");
 }
 
+mod a_target_stopped_between_send_and_mark_sends_again_after_its_lease {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded() {
+        super::a_target_stopped_between_send_and_mark_sends_again_after_its_lease(network()).await;
+    }
+
+    #[tokio::test]
+    async fn on_postgres_and_redis() {
+        super::a_target_stopped_between_send_and_mark_sends_again_after_its_lease(
+            network().postgres_redis(),
+        )
+        .await;
+    }
+}
+
 /// Timeout of B's calls to A in the black-hole test.
 const BLACK_HOLE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// A black-holed source: every attempt ends at B's peer deadline, only one probe is out at
 /// a time, the waits between probes grow, and once A answers again everything arrives.
-#[tokio::test]
-async fn a_black_holed_source_gets_bounded_probes_with_growing_waits() {
+async fn a_black_holed_source_gets_bounded_probes_with_growing_waits(builder: NetworkBuilder) {
     let timeout = BLACK_HOLE_TIMEOUT;
-    let net = network()
+    let net = builder
         .proxied(A)
         .env(B, "PEER_TIMEOUT_MS", timeout.as_millis().to_string())
         .env(B, "OUTBOX_LEASE_SECONDS", "1")
@@ -523,11 +555,27 @@ async fn a_black_holed_source_gets_bounded_probes_with_growing_waits() {
     net.stop().await.expect("stops");
 }
 
+mod a_black_holed_source_gets_bounded_probes_with_growing_waits {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded() {
+        super::a_black_holed_source_gets_bounded_probes_with_growing_waits(network()).await;
+    }
+
+    #[tokio::test]
+    async fn on_postgres_and_redis() {
+        super::a_black_holed_source_gets_bounded_probes_with_growing_waits(
+            network().postgres_redis(),
+        )
+        .await;
+    }
+}
+
 /// A poison event, refused by A with a non-retryable 422: dead-lettered after one attempt,
 /// the events after it flow, and a redrive delivers it once A takes it.
-#[tokio::test]
-async fn a_poison_event_is_dead_lettered_once_and_redriven() {
-    let net = network().proxied(A).start().await.expect("network");
+async fn a_poison_event_is_dead_lettered_once_and_redriven(builder: NetworkBuilder) {
+    let net = builder.proxied(A).start().await.expect("network");
     let proxy = net.proxy(A).expect("proxy");
     proxy.set(Fault::when_body_contains("poison-pill", Fault::Status(422)));
     let action_id = connect(&net).await;
@@ -582,6 +630,20 @@ async fn a_poison_event_is_dead_lettered_once_and_redriven() {
     a_holds(&net, &action_id, &[0, 1, 2, 3, 4], Duration::from_secs(10)).await;
     b_delivered_all(&net, 5, Duration::from_secs(10)).await;
     net.stop().await.expect("stops");
+}
+
+mod a_poison_event_is_dead_lettered_once_and_redriven {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded() {
+        super::a_poison_event_is_dead_lettered_once_and_redriven(network()).await;
+    }
+
+    #[tokio::test]
+    async fn on_postgres_and_redis() {
+        super::a_poison_event_is_dead_lettered_once_and_redriven(network().postgres_redis()).await;
+    }
 }
 
 /// 20 status updates at once over HTTP: each gets its own count, B keeps 21 events and A
