@@ -10,7 +10,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
     FromQueryResult, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Statement,
+    Select, Statement,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -272,6 +272,33 @@ async fn latest_event(
         .map_err(|e| storage_error("find latest event", &e))
 }
 
+/// How many rows `select` matches, and the query's slice of them in the order `order` gives
+/// (the count runs unordered).
+async fn counted_page<E>(
+    conn: &DatabaseConnection,
+    select: Select<E>,
+    query: &ActionQuery,
+    op: &'static str,
+    order: impl FnOnce(Select<E>) -> Select<E>,
+) -> Result<(u64, Vec<E::Model>), CoreError>
+where
+    E: EntityTrait,
+    E::Model: Send + Sync,
+{
+    let total = select
+        .clone()
+        .count(conn)
+        .await
+        .map_err(|e| storage_error(op, &e))?;
+    let rows = order(select)
+        .limit(u64::from(query.limit))
+        .offset(u64::from(query.offset))
+        .all(conn)
+        .await
+        .map_err(|e| storage_error(op, &e))?;
+    Ok((total, rows))
+}
+
 #[async_trait]
 impl ActionRepository for SqlActionRepository {
     #[tracing::instrument(level = "debug", skip_all, fields(action_id = %new.action.action_id))]
@@ -393,20 +420,13 @@ impl ActionRepository for SqlActionRepository {
         use action::Column;
         let op = "fetch actions";
         let select = action::Entity::find().filter(visible(query, &action_columns()));
-        let total = select
-            .clone()
-            .count(&self.conn)
-            .await
-            .map_err(|e| storage_error(op, &e))?;
-        let rows = select
-            .order_by_desc(Column::UpdatedAt)
-            .order_by_desc(Column::CreatedAt)
-            .order_by_desc(Column::ActionId)
-            .limit(u64::from(query.limit))
-            .offset(u64::from(query.offset))
-            .all(&self.conn)
-            .await
-            .map_err(|e| storage_error(op, &e))?;
+        let (total, rows) = counted_page(&self.conn, select, query, op, |select| {
+            select
+                .order_by_desc(Column::UpdatedAt)
+                .order_by_desc(Column::CreatedAt)
+                .order_by_desc(Column::ActionId)
+        })
+        .await?;
         Ok(Page {
             total,
             rows: rows.into_iter().map(action::Model::into_record).collect(),
@@ -418,19 +438,12 @@ impl ActionRepository for SqlActionRepository {
         use action_event::Column;
         let op = "fetch events";
         let select = action_event::Entity::find().filter(visible(query, &event_columns()));
-        let total = select
-            .clone()
-            .count(&self.conn)
-            .await
-            .map_err(|e| storage_error(op, &e))?;
-        let rows = select
-            .order_by_desc(Column::CreatedAt)
-            .order_by_desc(Column::EventId)
-            .limit(u64::from(query.limit))
-            .offset(u64::from(query.offset))
-            .all(&self.conn)
-            .await
-            .map_err(|e| storage_error(op, &e))?;
+        let (total, rows) = counted_page(&self.conn, select, query, op, |select| {
+            select
+                .order_by_desc(Column::CreatedAt)
+                .order_by_desc(Column::EventId)
+        })
+        .await?;
         Ok(Page {
             total,
             rows: rows

@@ -103,7 +103,7 @@ async fn write_groups<W: WriteGroup>(
 }
 
 fn stopped() -> CoreError {
-    CoreError::internal("the storage writer stopped".to_string())
+    CoreError::internal("the storage writer stopped")
 }
 
 /// Item creates: one multi-row INSERT per group.
