@@ -11,6 +11,7 @@ mod m20250701_000005_create_api_keys;
 mod m20250801_000006_create_actions;
 mod m20250801_000007_create_outbox;
 mod m20250901_000008_action_item_locality;
+mod m20251001_000009_store_event_function;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -80,6 +81,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250801_000006_create_actions::Migration),
             Box::new(m20250801_000007_create_outbox::Migration),
             Box::new(m20250901_000008_action_item_locality::Migration),
+            Box::new(m20251001_000009_store_event_function::Migration),
         ]
     }
 

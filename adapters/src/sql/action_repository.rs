@@ -241,18 +241,43 @@ async fn lock_action(
     if backend != DbBackend::Postgres {
         return Ok(());
     }
-    let (high, _) = action_id.as_u64_pair();
-    // Any 64 bits of a random id make a good lock key; a rare collision only serialises two
-    // unrelated actions for a moment.
-    let key = high.cast_signed();
     txn.execute_raw(Statement::from_sql_and_values(
         backend,
         "SELECT pg_advisory_xact_lock($1)",
-        [key.into()],
+        [lock_key(action_id).into()],
     ))
     .await
     .map(drop)
     .map_err(|e| storage_error("lock action", &e))
+}
+
+/// The advisory lock key of an action. Any 64 bits of a random id make a good key; a rare
+/// collision only serialises two unrelated actions for a moment.
+fn lock_key(action_id: Uuid) -> i64 {
+    action_id.as_u64_pair().0.cast_signed()
+}
+
+/// [`ActionRepository::store_event`] on PostgreSQL: one call of `dpg_store_event` (see its
+/// migration), which locks, inserts and advances the copy as the transaction below does.
+async fn store_event_in_one_call(
+    conn: &DatabaseConnection,
+    event: &ActionEvent,
+) -> Result<bool, CoreError> {
+    let op = "store event";
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT dpg_store_event($1, $2) AS stored",
+            [
+                lock_key(event.action_id).into(),
+                action_event::row_json(event).into(),
+            ],
+        ))
+        .await
+        .map_err(|e| storage_error(op, &e))?
+        .ok_or_else(|| CoreError::internal("storage failure during store event: no answer"))?;
+    row.try_get::<bool>("", "stored")
+        .map_err(|e| storage_error(op, &e))
 }
 
 /// The event with the highest count stored for an action, if any.
@@ -387,6 +412,10 @@ impl ActionRepository for SqlActionRepository {
     #[tracing::instrument(level = "debug", skip_all, fields(action_id = %event.action_id, update_count = event.update_count))]
     async fn store_event(&self, event: &ActionEvent) -> Result<Option<Uuid>, CoreError> {
         use action_event::Column;
+        if self.backend == DbBackend::Postgres {
+            let stored = store_event_in_one_call(&self.conn, event).await?;
+            return Ok(stored.then_some(event.event_id));
+        }
         let op = "store event";
         let txn = begin_write(&self.conn)
             .await

@@ -9,10 +9,7 @@ use chrono::{DateTime, Utc};
 use dpg_core::error::{CoreError, ErrorCode};
 use dpg_core::model::OutboxState;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    TransactionTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -178,19 +175,19 @@ async fn mark_delivered(
         .max()
         .unwrap_or_else(Utc::now);
     let ids = rows.into_iter().map(|(id, _)| id);
-    let update = Outbox::update_many()
+    let mut update = Outbox::update_many()
         .col_expr(Column::State, Expr::val(OutboxState::Delivered.as_str()))
         .col_expr(Column::FinishedAt, Expr::val(to_millis(at)))
         .col_expr(Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
         .filter(Column::Id.is_in(ids));
-    if conn.get_database_backend() != DbBackend::Postgres {
-        return update.exec(conn).await.map(drop);
+    if conn.get_database_backend() == DbBackend::Postgres {
+        // `SET LOCAL` for the statement's own implicit transaction, without the three extra
+        // round trips of an explicit one: the commit then does not wait for the WAL flush.
+        update = update.filter(Expr::cust(
+            "set_config('synchronous_commit', 'off', true) IS NOT NULL",
+        ));
     }
-    let txn = conn.begin().await?;
-    txn.execute_unprepared("SET LOCAL synchronous_commit TO OFF")
-        .await?;
-    update.exec(&txn).await?;
-    txn.commit().await
+    update.exec(conn).await.map(drop)
 }
 
 async fn insert_one(conn: &DatabaseConnection, row: ActiveModel) -> Verdict {

@@ -526,7 +526,7 @@ async fn phases(
 
     eprintln!("[actions] waiting for B to deliver every event of the load phases to A ...");
     let expected = events_total(pair.b.child()?, client, &tutor_users()).await?;
-    let settle = wait_arrival(pair, client, expected, Instant::now(), DRAIN_TIMEOUT).await?;
+    let settle = wait_arrival(pair, client, expected, 0, Instant::now(), DRAIN_TIMEOUT).await?;
     let settled = settle.all_held.is_some();
     report.settle = Some(settle);
     if !settled {
@@ -819,11 +819,15 @@ fn parse_like<T: std::str::FromStr>(_like: &T, text: &str) -> Option<T> {
 }
 
 /// Waits until B has nothing pending and A holds `expected` events; times are from
-/// `started`.
+/// `started`. Those checks read both databases (B's outbox counts scan a table that a
+/// backlog has bloated), so while A's `/metrics` shows fewer than `stores_needed` event
+/// stores received since its start (each event sent while A was down needs one), only that
+/// counter is polled: a check every 100 ms would otherwise load the machine being measured.
 async fn wait_arrival(
     pair: &Pair,
     client: &reqwest::Client,
     expected: u64,
+    stores_needed: u64,
     started: Instant,
     timeout: Duration,
 ) -> anyhow::Result<Arrival> {
@@ -835,6 +839,14 @@ async fn wait_arrival(
         ..Arrival::default()
     };
     loop {
+        let stores = a
+            .counter(client, "dpg_http_requests_total", "/api/v1/event/store")
+            .await
+            .unwrap_or(0);
+        if stores < stores_needed && started.elapsed() < timeout {
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
         let view = outbox(b, client, 1).await?;
         arrival.pending_left = view.pending;
         arrival.dead = view.dead;
@@ -1020,7 +1032,7 @@ async fn drain_phase(
     contact(pair, client, cast, report).await?;
     let events = outage.updates.requests - outage.updates.errors;
     let expected = before + events + 1;
-    let arrival = wait_arrival(pair, client, expected, started, DRAIN_TIMEOUT).await?;
+    let arrival = wait_arrival(pair, client, expected, events, started, DRAIN_TIMEOUT).await?;
     let gauge = outage.gauge;
     let pending = outage.before_restart.pending;
     let backlog = pending.saturating_sub(pending_before);
@@ -1098,7 +1110,16 @@ async fn convergence_phase(
         expected += 1;
     }
     let timeout = Duration::from_secs(settings.backoff_cap + 60);
-    let arrival = wait_arrival(pair, client, expected, outage.ready, timeout).await?;
+    let sent_while_down = outage.updates.requests - outage.updates.errors;
+    let arrival = wait_arrival(
+        pair,
+        client,
+        expected,
+        sent_while_down,
+        outage.ready,
+        timeout,
+    )
+    .await?;
     if outage.updates.errors > 0 {
         report.notes.push(format!(
             "Convergence ({tag}): {} of {} update-status calls failed (first: {}).",

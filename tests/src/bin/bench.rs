@@ -149,7 +149,9 @@ OUTBOX_CONCURRENCY_PER_PEER=--outbox-concurrency when given). 10 students on A a
      outbox read from GET /api/v1/admin/outbox and dpg_outbox_entries{state=\"pending\"},
      A restarted on the same database; as soon as it is ready it performs once (a signed
      request to B, which resets B's backoff for A): time from A ready until B has nothing
-     pending and A holds every event;
+     pending and A holds every event (checked every 100 ms once A's /metrics shows an
+     event store received for each event made while it was down; before that only
+     /metrics is read, since B's outbox counts scan a bloated table);
   3. convergence: A stopped again for 3 x --backoff-cap s (at least 20) while 200 events
      are made on B, so that B's retry delay for A has grown; restarted (a) with the same
      contact, (b) without any: time from A ready until A holds every event.

@@ -92,17 +92,19 @@ impl ActionService {
         if !self.deps.identity.is_self(&source.instance_url) {
             return Err(invalid("The source item does not live on this instance"));
         }
-        let source_item = self
-            .find_item(
+        // Both reads at once: a backlog arrives one event after another.
+        let (source_item, stored) = futures::try_join!(
+            self.find_item(
                 &source.network,
                 &source.domain,
                 &source.item_type,
                 source.item_id,
-            )
-            .await?
-            .ok_or_else(source_item_not_found)?;
+            ),
+            self.deps.actions.find(incoming.action_id),
+        )?;
+        let source_item = source_item.ok_or_else(source_item_not_found)?;
         // A copy of the action kept here pins its parties: no other action's events attach.
-        if let Some(stored) = self.deps.actions.find(incoming.action_id).await? {
+        if let Some(stored) = stored {
             let same = stored.action_name == incoming.action_name
                 && stored.source.item_id == source.item_id
                 && stored.target.item_id == target.item_id

@@ -64,6 +64,15 @@ struct Schedule {
     next_counts: Option<DateTime<Utc>>,
 }
 
+/// A claim that came back short: nothing else was due then outside `skipped`. Claiming
+/// again while those destinations stay skipped would only rescan their backlogs (once per
+/// finished delivery, a whole long backlog each time), so it waits for `until` (a poll
+/// interval, in which retries fall due) or for a signal (new rows, woken peers).
+struct ShortClaim {
+    skipped: BTreeSet<String>,
+    until: DateTime<Utc>,
+}
+
 pub struct OutboxDispatcher {
     deps: OutboxDeps,
     settings: OutboxSettings,
@@ -71,11 +80,15 @@ pub struct OutboxDispatcher {
     /// Destinations (as stored) whose backlog to wake on the next round.
     wakes: Mutex<BTreeSet<String>>,
     signal: Arc<Signal>,
+    /// Raised when a delivery frees its destination's slot, before its outcome is recorded:
+    /// a held entry may start while the record is being written.
+    freed: Signal,
     /// One `run` at a time.
     running: AtomicBool,
     counters: Counters,
     counts: Mutex<Option<OutboxCounts>>,
     schedule: Mutex<Schedule>,
+    short_claim: Mutex<Option<ShortClaim>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,6 +110,7 @@ impl OutboxDispatcher {
             settings,
             wakes: Mutex::new(BTreeSet::new()),
             signal: Arc::new(Signal::default()),
+            freed: Signal::default(),
             running: AtomicBool::new(false),
             counters: Counters::default(),
             counts: Mutex::new(None),
@@ -104,6 +118,7 @@ impl OutboxDispatcher {
                 next_prune: None,
                 next_counts: None,
             }),
+            short_claim: Mutex::new(None),
         }
     }
 
@@ -160,7 +175,8 @@ impl OutboxDispatcher {
             futures::select_biased! {
                 () = shutdown => break,
                 () = in_flight.select_next_some() => {},
-                () = self.signal.raised().fuse() => {},
+                () = self.signal.raised().fuse() => self.forget_short_claim(),
+                () = self.freed.raised().fuse() => {},
                 () = self.deps.timer.sleep(wait).fuse() => {},
             }
         }
@@ -224,6 +240,9 @@ impl OutboxDispatcher {
             return (Vec::new(), false);
         }
         let now = self.deps.clock.now();
+        if self.nothing_new_since_short_claim(&skip, now) {
+            return (Vec::new(), false);
+        }
         let lease_until = now + chrono_duration(self.settings.lease);
         let claimed = match self
             .deps
@@ -238,6 +257,10 @@ impl OutboxDispatcher {
             }
         };
         let full = claimed.len() == limit as usize;
+        *lock(&self.short_claim) = (!full).then(|| ShortClaim {
+            skipped: skip.iter().cloned().collect(),
+            until: now + chrono_duration(self.settings.poll_interval),
+        });
         let mut started = Vec::new();
         let mut deferred: BTreeMap<DateTime<Utc>, Vec<OutboxEntry>> = BTreeMap::new();
         for entry in claimed {
@@ -259,6 +282,14 @@ impl OutboxDispatcher {
         }
         let again = full && (busy + limit as usize) < self.settings.max_in_flight;
         (started, again)
+    }
+
+    /// Whether the last claim came back short, recently, while skipping no more than `skip`
+    /// does now: then a claim could find nothing new.
+    fn nothing_new_since_short_claim(&self, skip: &[String], now: DateTime<Utc>) -> bool {
+        lock(&self.short_claim).as_ref().is_some_and(|short| {
+            now < short.until && short.skipped.iter().all(|d| skip.contains(d))
+        })
     }
 
     async fn expire(&self, entry: &OutboxEntry, now: DateTime<Utc>) {
@@ -293,6 +324,7 @@ impl OutboxDispatcher {
         counter.fetch_add(1, Ordering::Relaxed);
         let probe_delay = peer_unavailable(&answer).then(|| self.probe_delay(&entry, now));
         let change = lock(&self.destinations).finished(&entry.destination, probe, probe_delay, now);
+        self.freed.raise();
         let next_probe_at = match &change {
             Change::Failing { next_probe_at, .. } | Change::StillFailing { next_probe_at } => {
                 Some(*next_probe_at)
@@ -380,12 +412,21 @@ impl OutboxDispatcher {
         if let Err(err) = self.deps.outbox.release(&ids, due).await {
             tracing::warn!(error = %err, "cannot release outbox claims; their lease will");
         }
+        if due <= self.deps.clock.now() {
+            self.forget_short_claim();
+        }
     }
 
     async fn wake(&self, destination: &str, now: DateTime<Utc>) {
         if let Err(err) = self.deps.outbox.wake_destination(destination, now).await {
             tracing::warn!(error = %err, "cannot wake an outbox destination");
         }
+        self.forget_short_claim();
+    }
+
+    /// Entries may be due that the last short claim did not see.
+    fn forget_short_claim(&self) {
+        *lock(&self.short_claim) = None;
     }
 
     /// Wakes contacted peers, prunes, refreshes counts and gives back entries held so long

@@ -121,6 +121,8 @@ struct MemoryOutbox {
     random: Option<Seeded>,
     /// Claims that fail before the storage "comes back".
     claim_outage: std::sync::atomic::AtomicU32,
+    /// Every `claim_due` call.
+    claims: std::sync::atomic::AtomicU32,
 }
 
 impl MemoryOutbox {
@@ -166,6 +168,7 @@ impl Outbox for MemoryOutbox {
         lease_until: DateTime<Utc>,
         skip: &[String],
     ) -> Result<Vec<OutboxEntry>, CoreError> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
         if self
             .claim_outage
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -679,6 +682,25 @@ async fn a_long_backlog_does_not_hold_back_another_destination() {
 }
 
 /// B answers 503 until `up` is set.
+#[tokio::test]
+async fn a_backlog_being_sent_is_not_rescanned_after_every_delivery() {
+    let world = World::new(fine());
+    for n in 0..300 {
+        world.outbox.add(entry(n, A, start()));
+    }
+    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
+
+    world
+        .run_until(&dispatcher, Duration::from_secs(600), World::all_finished)
+        .await;
+
+    assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 300);
+    // A claim that skips the busy destination finds nothing else due; repeating it after
+    // each delivery would scan the whole backlog 300 times. Refills take one per batch.
+    let claims = world.outbox.claims.load(Ordering::SeqCst);
+    assert!(claims < 40, "{claims} claims for 300 deliveries");
+}
+
 fn b_down_until(up: Arc<AtomicBool>) -> Script {
     Box::new(move |destination, _| {
         if destination == B && !up.load(Ordering::SeqCst) {
