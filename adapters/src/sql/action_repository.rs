@@ -264,14 +264,12 @@ async fn store_event_in_one_call(
     event: &ActionEvent,
 ) -> Result<bool, CoreError> {
     let op = "store event";
+    let event_row = action_event::row_json(event).map_err(|e| storage_error(op, &e))?;
     let row = conn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT dpg_store_event($1, $2) AS stored",
-            [
-                lock_key(event.action_id).into(),
-                action_event::row_json(event).into(),
-            ],
+            [lock_key(event.action_id).into(), event_row.into()],
         ))
         .await
         .map_err(|e| storage_error(op, &e))?

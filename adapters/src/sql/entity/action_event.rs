@@ -3,12 +3,13 @@
 
 use dpg_core::model::{ActionEvent, ItemRef, Locality};
 use sea_orm::ActiveValue::Set;
+use sea_orm::TryIntoModel;
 use sea_orm::entity::prelude::*;
 
 use super::action::{from_count, to_count};
 use super::item::to_millis;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "action_events")]
 pub struct Model {
     #[sea_orm(column_type = "Text")]
@@ -104,37 +105,10 @@ impl Model {
 
 /// A whole row for `event`, with a millisecond timestamp.
 /// The row of `event` as a JSON object keyed by column, as `jsonb_populate_record` reads it
-/// (PostgreSQL's `dpg_store_event`); the values are those of [`active_model`].
-pub fn row_json(event: &ActionEvent) -> serde_json::Value {
-    serde_json::json!({
-        "action_name": event.action_name,
-        "event_id": event.event_id,
-        "origin_instance_domain": event.origin_instance_domain,
-        "action_id": event.action_id,
-        "action_status": event.action_status,
-        "update_count": to_count(event.update_count),
-        "source_item_network": event.source.network,
-        "source_item_domain": event.source.domain,
-        "source_item_type": event.source.item_type,
-        "source_item_id": event.source.item_id,
-        "source_item_instance_url": event.source.instance_url,
-        "source_item_owner": event.source_item_owner,
-        "source_item_latitude": event.source_item_latitude,
-        "source_item_longitude": event.source_item_longitude,
-        "target_item_network": event.target.network,
-        "target_item_domain": event.target.domain,
-        "target_item_type": event.target.item_type,
-        "target_item_id": event.target.item_id,
-        "target_item_instance_url": event.target.instance_url,
-        "target_item_owner": event.target_item_owner,
-        "target_item_latitude": event.target_item_latitude,
-        "target_item_longitude": event.target_item_longitude,
-        "source_is_local": event.locality.source,
-        "target_is_local": event.locality.target,
-        "event_payload": event.event_payload,
-        "remarks": event.remarks,
-        "created_at": to_millis(event.created_at),
-    })
+/// (PostgreSQL's `dpg_store_event`): the values of [`active_model`].
+pub fn row_json(event: &ActionEvent) -> Result<serde_json::Value, DbErr> {
+    let row: Model = active_model(event).try_into_model()?;
+    serde_json::to_value(row).map_err(|e| DbErr::Json(e.to_string()))
 }
 
 pub fn active_model(event: &ActionEvent) -> ActiveModel {
