@@ -60,8 +60,37 @@ pub enum CatalogOrigin {
 #[derive(Debug, Clone)]
 pub struct NetworkCatalog {
     networks: IndexMap<String, LoadedNetwork>,
+    /// Who publishes each `kid`, decoded once per load: a signature check per peer request
+    /// must not decode base64 and decompress a curve point again.
+    key_holders: HashMap<String, Vec<KeyHolder>>,
     pub loaded_at: DateTime<Utc>,
     pub origin: CatalogOrigin,
+}
+
+/// An instance that publishes a key: (network, normalized instance URL, key).
+pub type KeyHolder = (String, String, crate::peer_auth::VerifyingKey);
+
+/// Every published key by `kid`, each (network, instance) once; keys that do not decode are
+/// left out (document validation already refuses them).
+fn key_holders<'a>(
+    documents: impl Iterator<Item = &'a NetworkDocument>,
+) -> HashMap<String, Vec<KeyHolder>> {
+    let mut holders: HashMap<String, Vec<KeyHolder>> = HashMap::new();
+    for doc in documents {
+        for instance in &doc.instances {
+            for key in &instance.keys {
+                let Ok(verifying) = crate::peer_auth::VerifyingKey::from_instance_key(key) else {
+                    continue;
+                };
+                let url = normalize_instance_url(&instance.instance_url);
+                let listed = holders.entry(key.kid.clone()).or_default();
+                if !listed.iter().any(|(n, u, _)| *n == doc.name && *u == url) {
+                    listed.push((doc.name.clone(), url, verifying));
+                }
+            }
+        }
+    }
+    holders
 }
 
 /// One entry of `GET /api/v1/network/schemas` (reference-contract §1.12).
@@ -89,6 +118,7 @@ impl NetworkCatalog {
     pub fn empty(now: DateTime<Utc>) -> Self {
         NetworkCatalog {
             networks: IndexMap::new(),
+            key_holders: HashMap::new(),
             loaded_at: now,
             origin: CatalogOrigin::Sources,
         }
@@ -141,8 +171,10 @@ impl NetworkCatalog {
                 },
             );
         }
+        let key_holders = key_holders(networks.values().map(|n| &n.document));
         NetworkCatalog {
             networks,
+            key_holders,
             loaded_at,
             origin,
         }
@@ -279,28 +311,8 @@ impl NetworkCatalog {
 
     /// The instances that publish `kid`, as (network, normalized instance URL, key); the
     /// Network Schema is the only trust root of peer signatures.
-    pub fn signing_key(&self, kid: &str) -> Vec<(String, String, crate::peer_auth::VerifyingKey)> {
-        let mut found = Vec::new();
-        for doc in self.networks() {
-            for instance in &doc.instances {
-                for key in instance.keys.iter().filter(|k| k.kid == kid) {
-                    if let Ok(verifying) = crate::peer_auth::VerifyingKey::from_instance_key(key) {
-                        let entry = (
-                            doc.name.clone(),
-                            normalize_instance_url(&instance.instance_url),
-                            verifying,
-                        );
-                        if !found
-                            .iter()
-                            .any(|(n, u, _): &(String, String, _)| *n == entry.0 && *u == entry.1)
-                        {
-                            found.push(entry);
-                        }
-                    }
-                }
-            }
-        }
-        found
+    pub fn signing_key(&self, kid: &str) -> &[KeyHolder] {
+        self.key_holders.get(kid).map_or(&[], Vec::as_slice)
     }
 
     /// Whether the instance at `instance_url` (normalized) is listed in `network`.

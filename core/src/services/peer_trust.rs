@@ -192,9 +192,12 @@ impl PeerTrustService {
             let result = verify_request(&parts, Some(signature_input), Some(signature), |kid| {
                 let listed = catalog.signing_key(kid);
                 let key = listed.first().map(|(_, _, key)| *key);
+                // Only the holders of the key that verifies speak: another network may list
+                // the same kid with a different key for a different instance.
                 *found.borrow_mut() = listed
-                    .into_iter()
-                    .map(|(network, url, _)| (network, url))
+                    .iter()
+                    .filter(|(_, _, holder_key)| Some(*holder_key) == key)
+                    .map(|(network, url, _)| (network.clone(), url.clone()))
                     .collect();
                 key
             });
@@ -564,6 +567,48 @@ mod tests {
             .require_instance(&caller, "yellow_dot", "https://c.example.org")
             .expect_err("not that instance");
         assert_eq!(claiming.code(), ErrorCode::SignerNotInstance);
+    }
+
+    #[tokio::test]
+    async fn a_kid_another_network_gives_another_key_does_not_speak_for_that_network() {
+        let yellow = NetworkDocument::parse(&json!({
+            "name": "yellow_dot", "peer_auth": "required",
+            "instances": [{"domain_name": "student", "instance_url": "https://a.example.org", "keys": [listed("a-1", 1)]}]
+        }))
+        .expect("doc");
+        let blue = NetworkDocument::parse(&json!({
+            "name": "blue_dot", "peer_auth": "required",
+            "instances": [{"domain_name": "seeker", "instance_url": "https://c.example.org", "keys": [listed("a-1", 3)]}]
+        }))
+        .expect("doc");
+        let catalog = Arc::new(CatalogHandle::new(NetworkCatalog::build(
+            vec![yellow, blue],
+            &HashMap::new(),
+            &identity(),
+            &SchemaCompiler::new(false),
+            Utc::now(),
+            CatalogOrigin::Sources,
+        )));
+        let trust = service(catalog);
+        let sent = signed_by(&a_signer(), &format!("{ME}{PATH}"), NOW, "n1");
+        let caller = trust
+            .authenticate(&sent.received(), false)
+            .await
+            .expect("verified");
+        assert_eq!(
+            caller,
+            PeerCaller::Signed {
+                kid: "a-1".into(),
+                instances: vec![("yellow_dot".into(), "https://a.example.org".into())]
+            }
+        );
+        assert_eq!(
+            trust
+                .authorize(&caller, "blue_dot")
+                .expect_err("the key of c is another")
+                .code(),
+            ErrorCode::SignerNotMember
+        );
     }
 
     #[derive(Default)]
