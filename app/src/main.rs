@@ -7,6 +7,11 @@ use std::net::SocketAddr;
 
 use dpg_app::{Config, Instance, Listening, shutdown_signal, telemetry};
 
+// Requests make many small, short-lived allocations on every worker thread; glibc's
+// allocator spent about a fifth of the server's CPU on them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "dpg",

@@ -1,5 +1,6 @@
 //! The release `dpg` binary as a child process: its own temporary data directory, a free
-//! loopback port, readiness polling, resident memory from `/proc`, and SIGTERM at the end.
+//! loopback port, readiness polling, resident memory and CPU time from `/proc`, and SIGTERM at
+//! the end.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,6 +14,29 @@ use tokio::process::{Child, Command};
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a stopped instance may take to drain after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `/proc` counts CPU time in clock ticks of `USER_HZ`, which is 100 on Linux.
+pub const USER_HZ: u64 = 100;
+
+/// User plus system CPU time of process `pid` (all threads) so far, in microseconds.
+pub fn process_cpu_micros(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
+    // The command name (field 2) may hold spaces; fields 14 and 15 follow its closing `)`.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| anyhow!("{path} has no command field"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| -> anyhow::Result<u64> {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| anyhow!("{path}: no CPU time field"))
+    };
+    // After the command: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    Ok((ticks(11)? + ticks(12)?) * 1_000_000 / USER_HZ)
+}
 
 /// A running `dpg` child process.
 pub struct DpgChild {
@@ -125,6 +149,11 @@ impl DpgChild {
     }
 
     /// Resident memory (`VmRSS`) of the child, in KiB.
+    /// User plus system CPU time the instance has used so far, in microseconds.
+    pub fn cpu_micros(&self) -> anyhow::Result<u64> {
+        process_cpu_micros(self.pid)
+    }
+
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         let path = format!("/proc/{}/status", self.pid);
         let status =
@@ -209,4 +238,15 @@ fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
         .context("could not find a free loopback port")?;
     Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_a_cpu_time_in_whole_ticks() {
+        let spent = process_cpu_micros(std::process::id()).expect("/proc/<pid>/stat is readable");
+        assert_eq!(spent % (1_000_000 / USER_HZ), 0);
+    }
 }

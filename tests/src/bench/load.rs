@@ -32,6 +32,9 @@ pub struct Measured {
     pub error_samples: Vec<String>,
     /// Cache misses the instance counted during the phase, when read.
     pub cache_misses: Option<u64>,
+    /// CPU time (microseconds) the instance used during the phase, when read: per request it
+    /// compares builds on a noisy machine better than requests/s does.
+    pub instance_cpu_us: Option<u64>,
     /// Latencies (microseconds, sorted) of the successful answers, by the tag the phase's
     /// inspection gave them; empty when the phase does not inspect answers.
     pub tags: BTreeMap<String, Vec<u64>>,

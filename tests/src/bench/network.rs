@@ -873,6 +873,7 @@ impl Samples {
             latencies_us: self.latencies_us,
             error_samples: self.error_samples,
             cache_misses: None,
+            instance_cpu_us: None,
             tags: self.tags,
         }
     }

@@ -73,35 +73,8 @@ impl CpuUse {
     }
 }
 
-/// `/proc` counts CPU time in clock ticks of `USER_HZ`, which is 100 on Linux.
-const USER_HZ: u64 = 100;
-
-/// User plus system CPU time of process `pid` so far, in microseconds.
-fn cpu_micros(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
-    // The command name (field 2) may hold spaces; fields 14 and 15 follow its closing `)`.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .ok_or_else(|| anyhow!("{path} has no command field"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |index: usize| -> anyhow::Result<u64> {
-        fields
-            .get(index)
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| anyhow!("{path}: no CPU time field"))
-    };
-    // After the command: state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    Ok((ticks(11)? + ticks(12)?) * 1_000_000 / USER_HZ)
-}
-
 fn network_cpu_micros(network: &BenchNetwork) -> anyhow::Result<u64> {
-    network
-        .children
-        .iter()
-        .map(|child| cpu_micros(child.pid()))
-        .sum()
+    network.children.iter().map(DpgChild::cpu_micros).sum()
 }
 
 /// One in-process measurement: the time of every iteration, in nanoseconds, sorted.
@@ -673,11 +646,5 @@ mod tests {
         };
         assert_eq!(used.per_request_us(), Some(1_500.0));
         assert_eq!(CpuUse::default().per_request_us(), None);
-    }
-
-    #[test]
-    fn this_process_has_a_cpu_time() {
-        let spent = cpu_micros(std::process::id()).expect("/proc/<pid>/stat is readable");
-        assert_eq!(spent % (1_000_000 / USER_HZ), 0);
     }
 }

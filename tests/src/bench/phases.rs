@@ -115,21 +115,28 @@ pub async fn measure(
 
     progress(report.backend, Phase::Baseline, settings);
     let live = child.url("/health/live");
-    let measured = load::run(client, c, timed, move |client, _| client.get(&live)).await?;
+    let measured = with_cpu(
+        child,
+        load::run(client, c, timed, move |client, _| client.get(&live)),
+    )
+    .await?;
     report.phases.push((Phase::Baseline, measured));
 
     progress(report.backend, Phase::Create, settings);
     let create = child.url("/api/v1/item/create");
-    let measured = load::run(
-        client,
-        c,
-        Until::Requests(settings.items),
-        move |client, n| {
-            client
-                .post(&create)
-                .header("x-dev-user-id", format!("u{}", (n / CITIES) % USERS))
-                .json(&create_body(n))
-        },
+    let measured = with_cpu(
+        child,
+        load::run(
+            client,
+            c,
+            Until::Requests(settings.items),
+            move |client, n| {
+                client
+                    .post(&create)
+                    .header("x-dev-user-id", format!("u{}", (n / CITIES) % USERS))
+                    .json(&create_body(n))
+            },
+        ),
     )
     .await?;
     report.phases.push((Phase::Create, measured));
@@ -137,15 +144,18 @@ pub async fn measure(
     progress(report.backend, Phase::FetchCold, settings);
     let misses_before = child.cache_misses(client).await;
     let fetch = child.url("/api/v1/item/fetch");
-    let mut measured = load::run(client, c, timed, move |client, n| {
-        let (user, city, offset, limit) = cold_query(n);
-        client
-            .get(format!(
-                "{fetch}?item_network=yellow_dot&item_domain=student&limit={limit}\
+    let mut measured = with_cpu(
+        child,
+        load::run(client, c, timed, move |client, n| {
+            let (user, city, offset, limit) = cold_query(n);
+            client
+                .get(format!(
+                    "{fetch}?item_network=yellow_dot&item_domain=student&limit={limit}\
                  &offset={offset}&item_state[city]=City{city}"
-            ))
-            .header("x-dev-user-id", format!("u{user}"))
-    })
+                ))
+                .header("x-dev-user-id", format!("u{user}"))
+        }),
+    )
     .await?;
     measured.cache_misses = misses_between(misses_before, child.cache_misses(client).await);
     report.phases.push((Phase::FetchCold, measured));
@@ -156,15 +166,29 @@ pub async fn measure(
         "{}?item_network=yellow_dot&item_domain=student&limit=20&offset=0&item_state[city]=City0",
         child.url("/api/v1/item/fetch")
     );
-    let mut measured = load::run(client, c, timed, move |client, _| {
-        client.get(&warm).header("x-dev-user-id", "u0")
-    })
+    let mut measured = with_cpu(
+        child,
+        load::run(client, c, timed, move |client, _| {
+            client.get(&warm).header("x-dev-user-id", "u0")
+        }),
+    )
     .await?;
     measured.cache_misses = misses_between(misses_before, child.cache_misses(client).await);
     report.phases.push((Phase::FetchWarm, measured));
 
     report.loaded_rss_kib = Some(child.rss_kib()?);
     Ok(())
+}
+
+/// Runs `phase` and records the CPU time `child` used meanwhile.
+async fn with_cpu(
+    child: &DpgChild,
+    phase: impl Future<Output = anyhow::Result<Measured>>,
+) -> anyhow::Result<Measured> {
+    let before = child.cpu_micros()?;
+    let mut measured = phase.await?;
+    measured.instance_cpu_us = Some(child.cpu_micros()?.saturating_sub(before));
+    Ok(measured)
 }
 
 /// On an instance started with `AUTH_MIDDLEWARE_ENABLED=true`: signs up the account and
@@ -196,16 +220,19 @@ pub async fn measure_authenticated_create(
         Credential::Session => ("authorization", format!("Bearer {token}")),
     };
     let create = child.url("/api/v1/item/create");
-    let measured = load::run(
-        client,
-        c,
-        Until::Requests(settings.items),
-        move |client, n| {
-            client
-                .post(&create)
-                .header(name, &value)
-                .json(&create_body(n))
-        },
+    let measured = with_cpu(
+        child,
+        load::run(
+            client,
+            c,
+            Until::Requests(settings.items),
+            move |client, n| {
+                client
+                    .post(&create)
+                    .header(name, &value)
+                    .json(&create_body(n))
+            },
+        ),
     )
     .await?;
     report.phases.push((phase, measured));

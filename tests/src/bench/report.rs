@@ -252,15 +252,21 @@ pub fn errors_section(pgbench: &[PgbenchRun], backends: &[BackendReport]) -> Str
     out
 }
 
-/// Requests and duration; for fetch phases also the cache misses per request (each local
-/// fetch reads the owner's generation key, usually a hit, then the page: a cold query should
-/// miss about once per request, a warm one almost never).
+/// Requests and duration; the instance's CPU time per request; for fetch phases also the
+/// cache misses per request (each local fetch reads the owner's generation key, usually a hit,
+/// then the page: a cold query should miss about once per request, a warm one almost never).
 fn phase_note(measured: &Measured) -> String {
     let mut note = format!(
         "{} requests in {:.1} s",
         measured.requests,
         measured.elapsed.as_secs_f64()
     );
+    if let Some(cpu_us) = measured.instance_cpu_us {
+        note.push_str(&format!(
+            "; dpg CPU {:.0} µs/request",
+            cpu_us as f64 / measured.requests.max(1) as f64
+        ));
+    }
     if let Some(misses) = measured.cache_misses {
         note.push_str(&format!(
             "; cache misses {misses} ({:.2}/request)",
