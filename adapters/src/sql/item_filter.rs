@@ -10,9 +10,18 @@ use super::state_containment::sqlite_contains;
 
 /// Every condition of `filter`, ANDed.
 pub(super) fn item_condition(filter: &ItemFilter, backend: DbBackend) -> Condition {
-    let mut condition = Condition::all()
-        .add(Column::ItemNetwork.eq(filter.network.as_str()))
-        .add(Column::ItemDomain.eq(filter.domain.as_str()));
+    let mut condition = if filter.item_id.is_some() && backend == DbBackend::Sqlite {
+        // Without table statistics SQLite prefers the (network, domain, ...) indexes and reads
+        // the whole binding; a unary `+` keeps these two terms off the index choice, so the
+        // item_id index finds the one row.
+        Condition::all()
+            .add(unindexed(Column::ItemNetwork).eq(filter.network.as_str()))
+            .add(unindexed(Column::ItemDomain).eq(filter.domain.as_str()))
+    } else {
+        Condition::all()
+            .add(Column::ItemNetwork.eq(filter.network.as_str()))
+            .add(Column::ItemDomain.eq(filter.domain.as_str()))
+    };
     if let Some(item_type) = &filter.item_type {
         condition = condition.add(Column::ItemType.eq(item_type.as_str()));
     }
@@ -35,6 +44,11 @@ pub(super) fn item_condition(filter: &ItemFilter, backend: DbBackend) -> Conditi
         condition = condition.add(geo_condition(geo));
     }
     condition
+}
+
+/// `+column`: the same value, but SQLite no longer considers an index for the term.
+fn unindexed(column: Column) -> Expr {
+    Expr::cust_with_exprs("+?", [Expr::col((Entity, column))])
 }
 
 fn state_condition(state: &StateFilter, backend: DbBackend) -> SimpleExpr {
@@ -92,6 +106,52 @@ mod tests {
             text.contains(r#"(("items"."geo_x" - "#) && text.contains(r#") * ("items"."geo_x" - "#),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_item_id_filter_uses_the_item_id_index_on_sqlite() {
+        use crate::sql::SqlDatabase;
+        use sea_orm::{ConnectionTrait, Statement};
+
+        let db = SqlDatabase::connect("sqlite::memory:")
+            .await
+            .expect("connects");
+        db.migrate().await.expect("migrates");
+        let mut filter = ItemFilter::new("n", "d");
+        filter.item_id = Some(uuid::Uuid::nil());
+        let built = Entity::find()
+            .filter(item_condition(&filter, DbBackend::Sqlite))
+            .build(DbBackend::Sqlite);
+        assert!(
+            built
+                .sql
+                .contains(r#"(+"items"."item_network") = ? AND (+"items"."item_domain") = ?"#),
+            "{}",
+            built.sql
+        );
+        let plan = db
+            .connection()
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {}", built.sql),
+                built.values.expect("values").0,
+            ))
+            .await
+            .expect("plan");
+        let details: Vec<String> = plan
+            .iter()
+            .map(|row| row.try_get::<String>("", "detail").expect("detail"))
+            .collect();
+        assert!(
+            details.iter().any(|d| d.contains("items_item_id_idx")),
+            "{details:?}"
+        );
+        let rows = Entity::find()
+            .filter(item_condition(&filter, DbBackend::Sqlite))
+            .all(db.connection())
+            .await
+            .expect("the hinted query runs");
+        assert!(rows.is_empty());
     }
 
     #[test]
