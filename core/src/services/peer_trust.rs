@@ -431,11 +431,14 @@ mod tests {
             "instances": [{"domain_name": "seeker", "instance_url": "https://c.example.org", "keys": [listed("c-1", 3)]}]
         }))
         .expect("doc");
-        let identity = identity();
+        handle(vec![doc, other])
+    }
+
+    fn handle(documents: Vec<NetworkDocument>) -> Arc<CatalogHandle> {
         Arc::new(CatalogHandle::new(NetworkCatalog::build(
-            vec![doc, other],
+            documents,
             &HashMap::new(),
-            &identity,
+            &identity(),
             &SchemaCompiler::new(false),
             Utc::now(),
             CatalogOrigin::Sources,
@@ -581,15 +584,7 @@ mod tests {
             "instances": [{"domain_name": "seeker", "instance_url": "https://c.example.org", "keys": [listed("a-1", 3)]}]
         }))
         .expect("doc");
-        let catalog = Arc::new(CatalogHandle::new(NetworkCatalog::build(
-            vec![yellow, blue],
-            &HashMap::new(),
-            &identity(),
-            &SchemaCompiler::new(false),
-            Utc::now(),
-            CatalogOrigin::Sources,
-        )));
-        let trust = service(catalog);
+        let trust = service(handle(vec![yellow, blue]));
         let sent = signed_by(&a_signer(), &format!("{ME}{PATH}"), NOW, "n1");
         let caller = trust
             .authenticate(&sent.received(), false)
