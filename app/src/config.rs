@@ -411,6 +411,13 @@ fn outbox_settings(get: &impl Fn(&str) -> Option<String>) -> Result<OutboxSettin
             defaults.concurrency_per_destination,
         )?
         .max(1),
+        // At most 100: the receiver's limit per request.
+        batch_events: parse_or(
+            "OUTBOX_BATCH_EVENTS",
+            get("OUTBOX_BATCH_EVENTS"),
+            defaults.batch_events,
+        )?
+        .clamp(1, 100),
         backoff_base: millis("OUTBOX_BACKOFF_BASE_MS", defaults.backoff_base)?
             .max(Duration::from_millis(1)),
         backoff_cap_young: seconds("OUTBOX_BACKOFF_CAP_SECONDS", 1, defaults.backoff_cap_young)?,
@@ -634,6 +641,7 @@ mod tests {
         let c = config(&[
             ("OUTBOX_POLL_INTERVAL_MS", "250"),
             ("OUTBOX_CONCURRENCY_PER_PEER", "0"),
+            ("OUTBOX_BATCH_EVENTS", "500"),
             ("OUTBOX_BACKOFF_BASE_MS", "500"),
             ("OUTBOX_HORIZON_HOURS", "24"),
             ("OUTBOX_RETENTION_DAYS", "2"),
@@ -641,6 +649,7 @@ mod tests {
         .expect("outbox");
         assert_eq!(c.outbox.poll_interval, Duration::from_millis(250));
         assert_eq!(c.outbox.concurrency_per_destination, 1);
+        assert_eq!(c.outbox.batch_events, 100, "the receivers' limit");
         assert_eq!(c.outbox.backoff_base, Duration::from_millis(500));
         assert_eq!(c.outbox.horizon, Duration::from_secs(24 * 3600));
         assert_eq!(c.outbox.retention, Duration::from_secs(2 * 86_400));

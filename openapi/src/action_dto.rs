@@ -3,11 +3,16 @@
 
 use dpg_core::model::ItemRef;
 use dpg_core::services::actions::{IncomingEvent, SourceItemRef};
+use poem::{Request, RequestBody};
 use poem_openapi::Object;
+use poem_openapi::payload::{ParsePayload, Payload};
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::body::{JsonBody, is_json};
 use crate::error::Rejection;
 
 /// The source item of `POST /api/v1/action/perform`: it lives on this instance.
@@ -116,6 +121,98 @@ pub struct EventStoredOut {
     pub action_name: String,
     pub action_status: String,
     pub update_count: u32,
+}
+
+/// The most events one `POST /api/v1/event/store_batch` may carry.
+pub const MAX_EVENTS_PER_BATCH: usize = 100;
+
+/// Body of `POST /api/v1/event/store_batch`: a backlog of events from one instance. An
+/// element that is not a valid `StoreEventIn` is answered on its own (400) and does not
+/// fail the request.
+// Documentation only: the route reads the body as `StoreEventsBody`, element by element.
+#[derive(Debug, Clone, Object)]
+pub struct StoreEventsIn {
+    /// 1 to 100 bodies of `POST /api/v1/event/store`, each answered on its own.
+    #[oai(validator(min_items = 1, max_items = 100))]
+    pub events: Vec<StoreEventIn>,
+}
+
+/// The body of `POST /api/v1/event/store_batch` as it arrived, documented as
+/// [`StoreEventsIn`].
+#[derive(Debug, Clone)]
+pub struct StoreEventsBody(pub Value);
+
+impl Payload for StoreEventsBody {
+    const CONTENT_TYPE: &'static str = <JsonBody<StoreEventsIn> as Payload>::CONTENT_TYPE;
+
+    fn check_content_type(content_type: &str) -> bool {
+        is_json(content_type)
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        StoreEventsIn::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        StoreEventsIn::register(registry);
+    }
+}
+
+impl ParsePayload for StoreEventsBody {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let JsonBody(value) = JsonBody::<Value>::from_request(request, body).await?;
+        Ok(StoreEventsBody(value))
+    }
+}
+
+poem_openapi::impl_apirequest_for_payload!(StoreEventsBody,);
+
+impl StoreEventsBody {
+    /// The elements of `events`, unparsed; the message says why there are none (not an
+    /// object with an `events` array of 1 to [`MAX_EVENTS_PER_BATCH`] elements).
+    pub fn into_events(self) -> Result<Vec<Value>, String> {
+        let Value::Object(mut body) = self.0 else {
+            return Err("The body must be an object with an \"events\" array".into());
+        };
+        let Some(Value::Array(events)) = body.remove("events") else {
+            return Err("\"events\" must be an array of events".into());
+        };
+        if events.is_empty() || events.len() > MAX_EVENTS_PER_BATCH {
+            return Err(format!(
+                "\"events\" must hold 1 to {MAX_EVENTS_PER_BATCH} events, not {}",
+                events.len()
+            ));
+        }
+        Ok(events)
+    }
+}
+
+/// How one event of a batch fared: what `POST /api/v1/event/store` would have answered for
+/// it alone.
+#[derive(Debug, Clone, PartialEq, Object)]
+pub struct EventResultOut {
+    /// The HTTP status of the single route: 201 stored (or already stored), otherwise the
+    /// status of its error (400, 401, 403, 404, 503 ...).
+    pub status: u16,
+    /// With 201: the id of the event stored now; null when it already was (or on error).
+    #[oai(nullable)]
+    pub event_id: Option<String>,
+    /// The machine code of the single route's error body (e.g. `EVENT_ORIGIN_FORBIDDEN`,
+    /// `FST_ERR_VALIDATION`); null with 201.
+    #[oai(nullable)]
+    pub code: Option<String>,
+    /// The message of that error body; null with 201.
+    #[oai(nullable)]
+    pub message: Option<String>,
+}
+
+/// The answer of `POST /api/v1/event/store_batch`.
+#[derive(Debug, Clone, Object)]
+pub struct StoreEventsOut {
+    /// One result per event, in the order of the request.
+    pub results: Vec<EventResultOut>,
 }
 
 /// `meta` of the action and event listings.

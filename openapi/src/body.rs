@@ -124,6 +124,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result
     })
 }
 
+/// Reads `T` from a JSON value already parsed (an element of a batch body), with the
+/// messages [`parse_json`] gives for a body of the same shape.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Rejection> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        Rejection::validation(describe(&path, &err.inner().to_string()))
+    })
+}
+
 /// `body/<a>/<b> <message>`, with serde's wording made readable for API clients.
 fn describe(path: &str, message: &str) -> String {
     let mut segments: Vec<String> = path
@@ -138,7 +147,9 @@ fn describe(path: &str, message: &str) -> String {
     let mut pointer = segments.join("/");
     // serde reports a missing field at its parent: move it into the path.
     let message = match message.split('`').collect::<Vec<_>>().as_slice() {
-        ["missing field ", field, rest] if rest.starts_with(' ') || rest.is_empty() => {
+        // `str::is_empty`: `poem_openapi::types::Type::is_empty` (always false for `&str`)
+        // would be found first on `&&str`.
+        ["missing field ", field, rest] if rest.starts_with(' ') || str::is_empty(rest) => {
             if !pointer.is_empty() {
                 pointer.push('/');
             }
@@ -256,6 +267,26 @@ mod tests {
         );
         let (_, message) = code_and_message::<Body>("null");
         assert!(message.starts_with("body/ invalid type: null"), "{message}");
+    }
+
+    #[test]
+    fn a_parsed_value_gets_the_messages_of_a_body() {
+        for raw in [
+            "{}",
+            r#"{"name": 5}"#,
+            r#"{"name": "x", "inner": {}}"#,
+            "null",
+            "5",
+        ] {
+            let value: serde_json::Value = serde_json::from_str(raw).expect("json");
+            let from_value = from_value::<Body>(value).expect_err(raw);
+            let from_bytes = parse_json::<Body>(raw.as_bytes(), 4).expect_err(raw);
+            assert_eq!(
+                (from_value.code, from_value.message),
+                (from_bytes.code, from_bytes.message),
+                "{raw}"
+            );
+        }
     }
 
     #[test]

@@ -90,6 +90,12 @@ impl ErrorBody {
         }
     }
 
+    /// The machine code, wherever the shape puts it: `code` on framework and
+    /// authentication errors, `error` on application errors.
+    pub fn machine_code(&self) -> &str {
+        self.code.as_deref().unwrap_or(&self.error)
+    }
+
     /// `{code, error: <reason>, message}` of the authentication layer.
     pub fn auth(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         ErrorBody {
@@ -152,6 +158,24 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(body),
             _ => ApiError::Internal(body),
         }
+    }
+
+    /// The status and body this error answers with.
+    pub fn parts(&self) -> (StatusCode, &ErrorBody) {
+        let (status, body) = match self {
+            ApiError::BadRequest(body) => (StatusCode::BAD_REQUEST, body),
+            ApiError::Unauthorized(body) => (StatusCode::UNAUTHORIZED, body),
+            ApiError::Forbidden(body) => (StatusCode::FORBIDDEN, body),
+            ApiError::NotFound(body) => (StatusCode::NOT_FOUND, body),
+            ApiError::Conflict(body) => (StatusCode::CONFLICT, body),
+            ApiError::PayloadTooLarge(body) => (StatusCode::PAYLOAD_TOO_LARGE, body),
+            ApiError::UnsupportedMediaType(body) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, body),
+            ApiError::TooManyRequests(body, _) => (StatusCode::TOO_MANY_REQUESTS, body),
+            ApiError::Internal(body) => (StatusCode::INTERNAL_SERVER_ERROR, body),
+            ApiError::BadGateway(body) => (StatusCode::BAD_GATEWAY, body),
+            ApiError::Unavailable(body) => (StatusCode::SERVICE_UNAVAILABLE, body),
+        };
+        (status, &*body.0)
     }
 
     /// The application-level 401 of user-scoped routes.

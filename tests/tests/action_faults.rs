@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 const B: usize = 0;
 const A: usize = 1;
 const EVENT_STORE: &str = "/api/v1/event/store";
+const EVENT_STORE_BATCH: &str = "/api/v1/event/store_batch";
 
 fn student() -> Value {
     json!({"item_network": NETWORK, "item_domain": STUDENT, "item_type": "profile_1.0",
@@ -290,6 +291,73 @@ async fn source_down_while_the_target_emits_events_loses_nothing() {
 #[tokio::test]
 async fn source_down_while_the_target_emits_events_on_postgres_and_redis() {
     source_down_while_the_target_emits_events(network().postgres_redis()).await;
+}
+
+/// Events pile up while A is down and leave in batches once it is back. A source without
+/// the batch route (as a TypeScript instance: 404) is tried once and then gets every event
+/// alone; nothing is lost either way.
+async fn a_backlog_goes_in_batches_only_where_the_source_has_the_route(
+    builder: NetworkBuilder,
+    source_has_the_route: bool,
+) {
+    let mut net = builder.proxied(A).start().await.expect("network");
+    if !source_has_the_route {
+        let proxy = net.proxy(A).expect("proxy");
+        proxy.set(Fault::on_path(EVENT_STORE_BATCH, Fault::Status(404)));
+    }
+    let action_id = connect(&net).await;
+    a_holds(&net, &action_id, &[0], Duration::from_secs(15)).await;
+
+    net.halt_instance(A).await.expect("A stops");
+    let mut expected = vec![0];
+    for (k, status) in STATUSES.iter().cycle().take(12).enumerate() {
+        expected.push(update(&net, &action_id, status, &format!("backlog {k}")).await);
+    }
+    let singles_before = net.proxy(A).expect("proxy").count(EVENT_STORE);
+    net.restart_instance(A).await.expect("A starts again");
+    a_holds(&net, &action_id, &expected, Duration::from_secs(20)).await;
+    b_delivered_all(&net, 13, Duration::from_secs(10)).await;
+
+    let proxy = net.proxy(A).expect("proxy");
+    let batches = proxy.count(EVENT_STORE_BATCH);
+    let singles = proxy.count(EVENT_STORE) - singles_before;
+    if source_has_the_route {
+        assert!(batches >= 1, "no batch for a backlog of 12");
+        assert_eq!(proxy.matched(), 0);
+        assert!(singles < 12, "{singles} of 12 events went alone");
+    } else {
+        assert_eq!(
+            (batches, proxy.matched()),
+            (1, 1),
+            "one try, then single events"
+        );
+        assert!(singles >= 12, "{singles} single events");
+    }
+    net.stop().await.expect("stops");
+}
+
+mod a_backlog_goes_in_batches_only_where_the_source_has_the_route {
+    use super::*;
+
+    #[tokio::test]
+    async fn between_instances_of_this_implementation() {
+        super::a_backlog_goes_in_batches_only_where_the_source_has_the_route(network(), true).await;
+    }
+
+    #[tokio::test]
+    async fn to_a_source_without_the_route() {
+        super::a_backlog_goes_in_batches_only_where_the_source_has_the_route(network(), false)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn on_postgres_and_redis() {
+        super::a_backlog_goes_in_batches_only_where_the_source_has_the_route(
+            network().postgres_redis(),
+            true,
+        )
+        .await;
+    }
 }
 
 /// The source stores the event, but its answer never reaches the target (connection reset,

@@ -637,6 +637,175 @@ mod suite {
         }
     }
 
+    pub async fn store_events_answers_each_event_in_order_and_stores_a_key_once(b: &Backend) {
+        let copy = action("asha", "ravi", at(0));
+        b.actions.record_initiated(&copy).await.expect("record");
+        let other = action("asha", "ravi", at(0));
+        let seen = event(&copy, "seen", 1, at(1_000));
+        b.actions.store_event(&seen).await.expect("store");
+
+        let newest = event(&copy, "completed", 3, at(3_000));
+        let redelivered = ActionEvent {
+            event_id: Uuid::new_v4(),
+            ..seen.clone()
+        };
+        let of_other = event(&other, "accepted", 1, at(1_500));
+        let mut second = event(&copy, "accepted", 2, at(2_000));
+        second.remarks = Some("see you".into());
+        let second_again = ActionEvent {
+            event_id: Uuid::new_v4(),
+            ..second.clone()
+        };
+        let batch = [
+            newest.clone(),
+            redelivered,
+            of_other.clone(),
+            second.clone(),
+            second_again,
+        ];
+        assert_eq!(
+            b.actions.store_events(&batch).await.expect("store"),
+            vec![
+                Some(newest.event_id),
+                None,
+                Some(of_other.event_id),
+                Some(second.event_id),
+                None
+            ]
+        );
+        // The copy is at the highest count of the batch, whatever the order in it.
+        let found = b
+            .actions
+            .find(copy.action_id)
+            .await
+            .expect("find")
+            .expect("copy");
+        assert_eq!(
+            (
+                found.action_status.as_str(),
+                found.update_count,
+                found.updated_at
+            ),
+            ("completed", 3, at(3_000))
+        );
+        let stored = b.actions.events_of(copy.action_id).await.expect("events");
+        assert_eq!(
+            stored
+                .iter()
+                .map(|e| (e.update_count, e.event_id))
+                .collect::<Vec<_>>(),
+            vec![
+                (1, seen.event_id),
+                (2, second.event_id),
+                (3, newest.event_id)
+            ]
+        );
+        assert_eq!(stored[1], second);
+        assert_eq!(
+            b.actions.events_of(other.action_id).await.expect("events"),
+            vec![of_other]
+        );
+        // Nothing to store, nothing stored.
+        assert_eq!(b.actions.store_events(&[]).await.expect("store"), vec![]);
+        // Everything again: all duplicates.
+        assert_eq!(
+            b.actions.store_events(&batch).await.expect("store"),
+            vec![None; batch.len()]
+        );
+    }
+
+    /// Two batches over the same actions in opposite orders, at once: both finish (no
+    /// deadlock on the per-action locks) and each key is stored by exactly one of them.
+    pub async fn concurrent_batches_over_the_same_actions_store_each_key_once(b: &Backend) {
+        const ACTIONS: usize = 50;
+        for round in 0..3 {
+            let copies: Vec<ActionRecord> = (0..ACTIONS)
+                .map(|i| action("asha", "ravi", at(round * 100 + i as i64)))
+                .collect();
+            for copy in &copies {
+                b.actions.record_initiated(copy).await.expect("record");
+            }
+            let forward: Vec<ActionEvent> = copies
+                .iter()
+                .map(|c| event(c, "accepted", 1, at(10_000)))
+                .collect();
+            let backward: Vec<ActionEvent> = copies
+                .iter()
+                .rev()
+                .flat_map(|c| {
+                    [
+                        event(c, "completed", 2, at(20_000)),
+                        event(c, "accepted", 1, at(10_000)),
+                    ]
+                })
+                .collect();
+            let start = Arc::new(Barrier::new(2));
+            let run = |events: Vec<ActionEvent>| {
+                let (repo, start) = (Arc::clone(&b.actions), Arc::clone(&start));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    repo.store_events(&events).await
+                })
+            };
+            let (one, two) = (run(forward.clone()), run(backward.clone()));
+            let one = one.await.expect("task").expect("first batch");
+            let two = two.await.expect("task").expect("second batch");
+            let stored: HashSet<Uuid> = one.iter().chain(&two).flatten().copied().collect();
+            assert_eq!(stored.len(), 2 * ACTIONS, "round {round}: each key once");
+            for copy in &copies {
+                let found = b
+                    .actions
+                    .find(copy.action_id)
+                    .await
+                    .expect("find")
+                    .expect("copy");
+                assert_eq!(
+                    (found.action_status.as_str(), found.update_count),
+                    ("completed", 2),
+                    "round {round}"
+                );
+                assert_eq!(
+                    b.actions
+                        .events_of(copy.action_id)
+                        .await
+                        .expect("events")
+                        .len(),
+                    2
+                );
+            }
+        }
+    }
+
+    pub async fn find_many_answers_only_the_stored_actions(b: &Backend) {
+        let created = create_new(
+            &*b.actions,
+            &new_action(&action("asha", "ravi", at(0)), None),
+        )
+        .await;
+        let copy = action("asha", "ravi", at(5));
+        b.actions.record_initiated(&copy).await.expect("record");
+        let mut found = b
+            .actions
+            .find_many(&[
+                copy.action_id,
+                Uuid::new_v4(),
+                created.action_id,
+                copy.action_id,
+            ])
+            .await
+            .expect("find many");
+        found.sort_by_key(|a| a.created_at);
+        assert_eq!(found, vec![created, copy]);
+        assert_eq!(b.actions.find_many(&[]).await.expect("none"), vec![]);
+        assert_eq!(
+            b.actions
+                .find_many(&[Uuid::new_v4()])
+                .await
+                .expect("unknown"),
+            vec![]
+        );
+    }
+
     pub async fn fetch_actions_filters_by_owner_role_and_fields_in_order(b: &Backend) {
         // a1, a2: asha initiated; a3: asha received; a4: asha on both sides.
         let mut a1 = action("asha", "ravi", at(0));
@@ -1374,6 +1543,9 @@ contract_tests!(
     store_event_ignores_duplicates_and_moves_the_copy_only_forward,
     events_without_a_copy_are_stored_and_a_late_copy_starts_from_them,
     a_copy_recorded_while_its_event_arrives_ends_at_the_event,
+    store_events_answers_each_event_in_order_and_stores_a_key_once,
+    concurrent_batches_over_the_same_actions_store_each_key_once,
+    find_many_answers_only_the_stored_actions,
     fetch_actions_filters_by_owner_role_and_fields_in_order,
     fetch_events_filters_by_owner_role_and_count_in_order,
     owners_count_only_where_their_item_lives,
@@ -1420,7 +1592,17 @@ mod failures {
         );
         assert_eq!(
             b.outbox.counts(at(0)).await.map(|c| c.pending),
-            unavailable.map(|()| 0)
+            unavailable.clone().map(|()| 0)
+        );
+        assert_eq!(
+            b.actions
+                .store_events(&[event(&stored, "accepted", 1, at(1))])
+                .await,
+            unavailable.clone().map(|()| Vec::new())
+        );
+        assert_eq!(
+            b.actions.find_many(&[stored.action_id]).await,
+            unavailable.map(|()| Vec::new())
         );
     }
 
@@ -1488,6 +1670,30 @@ mod failures {
             1
         );
         assert_internal_without_sql(b.outbox.list_undelivered(10).await.expect_err("gone"));
+
+        // A batch fails as a whole: the first event's row does not outlive the failure of
+        // moving its copy (the table is gone).
+        b.database
+            .execute("DROP TABLE actions")
+            .await
+            .expect("drop the actions");
+        let batch = [
+            event(&again, "accepted", 1, at(3)),
+            event(&stored, "accepted", 1, at(3)),
+        ];
+        assert_internal_without_sql(b.actions.store_events(&batch).await.expect_err("gone"));
+        for event in &batch {
+            assert_eq!(
+                b.actions
+                    .events_of(event.action_id)
+                    .await
+                    .expect("events")
+                    .iter()
+                    .filter(|e| e.update_count == 1)
+                    .count(),
+                0
+            );
+        }
     }
 
     #[tokio::test]

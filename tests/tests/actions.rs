@@ -742,3 +742,208 @@ async fn a_failing_or_silent_target_is_a_bounded_502_without_its_body() {
     let (status, reply) = perform(&net, &pair, "fault-none").await;
     assert_eq!(status, 201, "{reply}");
 }
+
+const STORE_BATCH: &str = "/api/v1/event/store_batch";
+
+/// Events with this count stored on A for the action, as Asha sees them.
+async fn stored_with_count(net: &TestNetwork, action_id: &str, count: u32) -> u64 {
+    let (status, page) = get(
+        net,
+        A,
+        "asha",
+        &format!("/api/v1/event/fetch?action_id={action_id}&update_count={count}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    page["meta"]["total"].as_u64().expect("total")
+}
+
+#[tokio::test]
+async fn a_backlog_of_events_is_answered_event_by_event() {
+    let net = TestNetwork::builder(3).start().await.expect("network");
+    backlog_answered_event_by_event(net).await;
+}
+
+#[tokio::test]
+async fn a_backlog_of_events_is_answered_event_by_event_on_postgres_and_redis() {
+    let net = TestNetwork::builder(3)
+        .postgres_redis()
+        .start()
+        .await
+        .expect("network");
+    backlog_answered_event_by_event(net).await;
+}
+
+async fn backlog_answered_event_by_event(net: TestNetwork) {
+    let pair = pair(&net).await;
+    let (status, performed) = perform(&net, &pair, "batch-1").await;
+    assert_eq!(status, 201, "{performed}");
+    let action_id = performed["action_id"].as_str().expect("id").to_string();
+    let (_, events) = get(
+        &net,
+        B,
+        "ravi",
+        &format!("/api/v1/event/fetch?action_id={action_id}"),
+    )
+    .await;
+    // A count B never sent, so that A has not seen it from B's outbox.
+    let event = |count: u32| {
+        let mut body = mirror_body(&rows(&events, "events")[0]);
+        body["update_count"] = json!(count);
+        body["action_status"] = json!("accepted");
+        body["event_payload"] = json!({"status": "accepted", "remark": "caught up"});
+        body
+    };
+    let fresh = event(7);
+    let mut elsewhere = event(8);
+    elsewhere["source_item"]["item_id"] = json!("0190a000-0000-7000-8000-0000000000ff");
+    let mut malformed = event(9);
+    malformed["action_id"] = json!("not-a-uuid");
+    let reply = net
+        .peer_post(
+            B,
+            A,
+            STORE_BATCH,
+            &json!({"events": [fresh, fresh, elsewhere, malformed]}),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let results = rows(&reply.body, "results");
+    assert_eq!(results.len(), 4, "{}", reply.body);
+    assert_eq!(results[0]["status"], 201, "{}", reply.body);
+    assert!(results[0]["event_id"].is_string(), "{}", reply.body);
+    assert_eq!(
+        results[1..],
+        [
+            json!({"status": 201, "event_id": null, "code": null, "message": null}),
+            json!({"status": 404, "event_id": null, "code": "SOURCE_ITEM_NOT_FOUND",
+                   "message": "Source item does not exist on this instance"}),
+            json!({"status": 400, "event_id": null, "code": "FST_ERR_VALIDATION",
+                   "message": "body/action_id Invalid UUID"}),
+        ]
+    );
+    assert_eq!(stored_with_count(&net, &action_id, 7).await, 1);
+    // The single route says the same of each refused event.
+    for (body, result) in [(&elsewhere, &results[2]), (&malformed, &results[3])] {
+        let single = net
+            .peer_post(B, A, "/api/v1/event/store", body)
+            .await
+            .expect("answered");
+        assert_eq!(single.status, result["status"], "{}", single.body);
+        let code = single.body.get("code").unwrap_or(&single.body["error"]);
+        assert_eq!(
+            (code, &single.body["message"]),
+            (&result["code"], &result["message"])
+        );
+    }
+
+    // Elements that are no event body at all are refused one by one, too.
+    let mut unnamed = event(10);
+    unnamed
+        .as_object_mut()
+        .expect("object")
+        .remove("origin_instance_domain");
+    let reply = net
+        .peer_post(B, A, STORE_BATCH, &json!({"events": [unnamed, 5]}))
+        .await
+        .expect("answered");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let results = rows(&reply.body, "results");
+    assert_eq!(
+        results
+            .iter()
+            .map(|r| (r["status"].clone(), r["message"].clone()))
+            .collect::<Vec<_>>(),
+        [
+            (json!(400), json!("body/origin_instance_domain Required")),
+            (
+                json!(400),
+                json!("body/ invalid type: integer `5`, expected struct StoreEventIn")
+            ),
+        ]
+    );
+
+    // Another member cannot speak for B: each event says so, nothing is stored.
+    let reply = net
+        .peer_post(OTHER, A, STORE_BATCH, &json!({"events": [event(11)]}))
+        .await
+        .expect("answered");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        rows(&reply.body, "results")[0]["code"],
+        "SIGNER_NOT_INSTANCE",
+        "{}",
+        reply.body
+    );
+    assert_eq!(stored_with_count(&net, &action_id, 11).await, 0);
+}
+
+#[tokio::test]
+async fn a_batch_is_refused_whole_when_malformed_or_unsigned() {
+    let net = TestNetwork::builder(3).start().await.expect("network");
+    let pair = pair(&net).await;
+    let (status, performed) = perform(&net, &pair, "batch-2").await;
+    assert_eq!(status, 201, "{performed}");
+    let action_id = performed["action_id"].as_str().expect("id").to_string();
+    let (_, events) = get(
+        &net,
+        B,
+        "ravi",
+        &format!("/api/v1/event/fetch?action_id={action_id}"),
+    )
+    .await;
+    let mut event = mirror_body(&rows(&events, "events")[0]);
+    event["update_count"] = json!(5);
+    event["action_status"] = json!("accepted");
+    event["event_payload"] = json!({"status": "accepted", "remark": "caught up"});
+
+    let too_many: Vec<Value> = (0..101).map(|_| event.clone()).collect();
+    for body in [
+        json!({"events": too_many}),
+        json!({"events": []}),
+        json!({"events": event}),
+        json!({}),
+        json!([event]),
+    ] {
+        let reply = net
+            .peer_post(B, A, STORE_BATCH, &body)
+            .await
+            .expect("answered");
+        assert_eq!(
+            (reply.status, reply.body["error"].as_str()),
+            (400, Some("INVALID_EVENT_REQUEST")),
+            "{}",
+            reply.body
+        );
+        assert!(reply.body["message"].is_string(), "{}", reply.body);
+    }
+    assert_eq!(stored_with_count(&net, &action_id, 5).await, 0);
+
+    // `peer_auth: required`: an unsigned batch is refused as a whole, nothing stored.
+    let reply = net
+        .post_raw(
+            A,
+            STORE_BATCH,
+            &[("content-type".into(), "application/json".into())],
+            json!({"events": [event, event]}).to_string().into_bytes(),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(
+        (reply.status, reply.body["error"].as_str()),
+        (401, Some("SIGNATURE_REQUIRED")),
+        "{}",
+        reply.body
+    );
+    assert_eq!(stored_with_count(&net, &action_id, 5).await, 0);
+
+    // Signed by B: stored (the 101 above were refused before any was looked at).
+    let reply = net
+        .peer_post(B, A, STORE_BATCH, &json!({"events": [event]}))
+        .await
+        .expect("answered");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(rows(&reply.body, "results")[0]["status"], 201);
+    assert_eq!(stored_with_count(&net, &action_id, 5).await, 1);
+}

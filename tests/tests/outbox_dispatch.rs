@@ -12,8 +12,8 @@ use dpg_adapters::sql::{SqlActionRepository, SqlOutbox};
 use dpg_adapters::system::{SystemClock, SystemRandom, TokioTimer};
 use dpg_core::model::{ActionEvent, ActionRecord, ItemFilter, ItemRef, Locality, OutboxEntry};
 use dpg_core::ports::{
-    ActionRepository, NewAction, Outbox, PeerAnswer, PeerError, PeerPage, PeerPageAnswer,
-    PeerTransport,
+    ActionRepository, BatchAnswer, NewAction, Outbox, PeerAnswer, PeerError, PeerPage,
+    PeerPageAnswer, PeerTransport,
 };
 use dpg_core::services::{OutboxDeps, OutboxDispatcher, OutboxSettings};
 use dpg_tests::support::postgres::TestDatabase;
@@ -57,23 +57,12 @@ impl PeerTransport for Receiver {
     async fn store_event(&self, peer: &str, body: &Value, _: &str) -> Result<u16, PeerError> {
         assert_eq!(peer, SOURCE);
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
-        {
-            let mut f = self.in_flight.lock().expect("lock");
-            f.0 += 1;
-            f.1 = f.1.max(f.0);
-        }
+        self.enter();
         tokio::time::sleep(Duration::from_millis(2)).await;
         let answer = if n % 5 == 3 {
             Ok(503)
         } else {
-            self.arrivals.fetch_add(1, Ordering::SeqCst);
-            let key = (
-                body["action_id"].as_str().unwrap_or_default().to_string(),
-                body["update_count"].as_u64().unwrap_or_default(),
-            );
-            // A duplicate is stored once and answered 201 (`event_id: null`), as the
-            // reference's receiver does.
-            self.stored.lock().expect("lock").insert(key);
+            self.store(body);
             // Every seventh answer is lost after the receiver stored the event.
             if n % 7 == 6 {
                 Err(PeerError::Timeout)
@@ -81,8 +70,67 @@ impl PeerTransport for Receiver {
                 Ok(201)
             }
         };
-        self.in_flight.lock().expect("lock").0 -= 1;
+        self.leave();
         answer
+    }
+
+    async fn store_events(
+        &self,
+        peer: &str,
+        bodies: &[Value],
+        _: &str,
+    ) -> Result<BatchAnswer, PeerError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        self.enter();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(peer, SOURCE);
+        let answer = if n % 5 == 3 {
+            Err(PeerError::Status(503))
+        } else {
+            // Every fourth event of a batch fails on its own (a storage hiccup).
+            let statuses = bodies
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    if i % 4 == 3 {
+                        503
+                    } else {
+                        self.store(body);
+                        201
+                    }
+                })
+                .collect();
+            if n % 7 == 6 {
+                Err(PeerError::Timeout)
+            } else {
+                Ok(BatchAnswer::Statuses(statuses))
+            }
+        };
+        self.leave();
+        answer
+    }
+}
+
+impl Receiver {
+    fn enter(&self) {
+        let mut f = self.in_flight.lock().expect("lock");
+        f.0 += 1;
+        f.1 = f.1.max(f.0);
+    }
+
+    fn leave(&self) {
+        self.in_flight.lock().expect("lock").0 -= 1;
+    }
+
+    /// A duplicate is stored once and answered 201 (`event_id: null`), as the reference's
+    /// receiver does.
+    fn store(&self, body: &Value) {
+        self.arrivals.fetch_add(1, Ordering::SeqCst);
+        let key = (
+            body["action_id"].as_str().unwrap_or_default().to_string(),
+            body["update_count"].as_u64().unwrap_or_default(),
+        );
+        self.stored.lock().expect("lock").insert(key);
     }
 }
 

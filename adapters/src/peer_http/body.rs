@@ -95,6 +95,25 @@ pub(super) fn parse_page(bytes: &[u8]) -> Result<PeerPageAnswer, PeerError> {
     })
 }
 
+/// The statuses of a batch answer, `{"results": [{"status": 201, ...}, ...]}`: `None` unless
+/// there is exactly one HTTP status per event sent.
+pub(super) fn parse_batch_statuses(bytes: &[u8], sent: usize) -> Option<Vec<u16>> {
+    let answer = parse_object(bytes).ok()?;
+    let results = answer.get("results")?.as_array()?;
+    if results.len() != sent {
+        return None;
+    }
+    results
+        .iter()
+        .map(|result| {
+            let status = result.get("status")?.as_u64()?;
+            u16::try_from(status)
+                .ok()
+                .filter(|s| (100..600).contains(s))
+        })
+        .collect()
+}
+
 fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, PeerError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
@@ -114,6 +133,29 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    #[test]
+    fn a_batch_answer_needs_one_http_status_per_event() {
+        let answer =
+            br#"{"results": [{"status": 201, "event_id": null}, {"status": 403, "code": "X"}]}"#;
+        assert_eq!(parse_batch_statuses(answer, 2), Some(vec![201, 403]));
+        assert_eq!(parse_batch_statuses(answer, 3), None, "one result missing");
+        for bad in [
+            &br#"{"results": [{"status": 201}, {"status": 99}]}"#[..],
+            br#"{"results": [{"status": 201}, {"status": "403"}]}"#,
+            br#"{"results": [{"status": 201}, {}]}"#,
+            br#"{"results": {"status": 201}}"#,
+            br#"[{"status": 201}, {"status": 201}]"#,
+            b"<html>not found</html>",
+        ] {
+            assert_eq!(
+                parse_batch_statuses(bad, 2),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     fn keys(body: &Value) -> Vec<&str> {
         body.as_object()

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use dpg_core::CoreError;
 use dpg_core::model::ItemFilter;
-use dpg_core::ports::{PeerAnswer, PeerError, PeerPage, PeerPageAnswer, PeerTransport};
+use dpg_core::ports::{
+    BatchAnswer, PeerAnswer, PeerError, PeerPage, PeerPageAnswer, PeerTransport,
+};
 use dpg_core::services::PeerSigner;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{Certificate, redirect};
@@ -68,6 +70,7 @@ enum Operation {
     FetchLocal,
     PerformAction,
     StoreEvent,
+    StoreEvents,
 }
 
 impl Operation {
@@ -77,6 +80,7 @@ impl Operation {
             Operation::FetchLocal => "fetch_local",
             Operation::PerformAction => "action_perform",
             Operation::StoreEvent => "event_store",
+            Operation::StoreEvents => "event_store_batch",
         }
     }
 
@@ -86,6 +90,7 @@ impl Operation {
             Operation::FetchLocal => "/api/v1/network/item/fetch_local",
             Operation::PerformAction => "/api/v1/network/action/perform",
             Operation::StoreEvent => "/api/v1/event/store",
+            Operation::StoreEvents => "/api/v1/event/store_batch",
         }
     }
 }
@@ -318,6 +323,35 @@ impl PeerTransport for HttpPeerTransport {
             |answer| Ok(answer.status),
         )
         .await
+    }
+
+    async fn store_events(
+        &self,
+        peer_url: &str,
+        bodies: &[Value],
+        request_id: &str,
+    ) -> Result<BatchAnswer, PeerError> {
+        let sent = bodies.len();
+        self.exchange(
+            peer_url,
+            Operation::StoreEvents,
+            serde_json::json!({ "events": bodies }),
+            &[],
+            request_id,
+            |answer| batch_answer(answer, sent),
+        )
+        .await
+    }
+}
+
+/// How a batch of `sent` events was answered (see [`BatchAnswer`]).
+fn batch_answer(answer: Answer, sent: usize) -> Result<BatchAnswer, PeerError> {
+    match answer.status {
+        200..=299 => Ok(body::parse_batch_statuses(&answer.body, sent)
+            .map_or(BatchAnswer::Unsupported, BatchAnswer::Statuses)),
+        404 | 405 | 501 => Ok(BatchAnswer::Unsupported),
+        status @ (400 | 413 | 415 | 422) => Ok(BatchAnswer::Refused(status)),
+        status => Err(PeerError::Status(status)),
     }
 }
 

@@ -278,6 +278,99 @@ async fn store_event_in_one_call(
         .map_err(|e| storage_error(op, &e))
 }
 
+/// [`ActionRepository::store_events`] on PostgreSQL: one statement, so one transaction,
+/// calling `dpg_store_event` for each event in ascending lock-key order (two batches then
+/// take their advisory locks in one order and never wait on each other in a cycle). The
+/// keys still come from [`lock_key`]. Answers whether each event was stored, in the order
+/// given.
+async fn store_events_in_one_statement(
+    conn: &DatabaseConnection,
+    events: &[ActionEvent],
+) -> Result<Vec<bool>, CoreError> {
+    let op = "store events";
+    // Stable: among events of one action the earlier one in the slice goes first, so of two
+    // with one key the earlier is stored and the later is its duplicate.
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by_key(|&i| lock_key(events[i].action_id));
+    let mut calls = Vec::with_capacity(events.len());
+    for &i in &order {
+        let row = action_event::row_json(&events[i]).map_err(|e| storage_error(op, &e))?;
+        calls.push(serde_json::json!({"lock_key": lock_key(events[i].action_id), "event": row}));
+    }
+    // `jsonb_array_elements` yields the calls in array order and each row's select list is
+    // evaluated as the row is produced: the functions run in that order.
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT t.n AS n, dpg_store_event((t.call ->> 'lock_key')::bigint, t.call -> 'event') \
+             AS stored FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(call, n)",
+            [Value::Array(calls).into()],
+        ))
+        .await
+        .map_err(|e| storage_error(op, &e))?;
+    let mut stored = vec![None; events.len()];
+    for row in rows {
+        let n = row
+            .try_get::<i64>("", "n")
+            .map_err(|e| storage_error(op, &e))?;
+        let was_stored = row
+            .try_get::<bool>("", "stored")
+            .map_err(|e| storage_error(op, &e))?;
+        let slot = usize::try_from(n - 1)
+            .ok()
+            .and_then(|position| order.get(position))
+            .and_then(|&i| stored.get_mut(i));
+        match slot {
+            Some(slot) => *slot = Some(was_stored),
+            None => {
+                return Err(CoreError::internal(format!(
+                    "storage failure during {op}: answer for call {n} of {}",
+                    events.len()
+                )));
+            }
+        }
+    }
+    stored
+        .into_iter()
+        .map(|answer| {
+            answer.ok_or_else(|| {
+                CoreError::internal(format!(
+                    "storage failure during {op}: a call went unanswered"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Inserts a received event unless its key is taken, and moves a stored copy of its action
+/// forward when it was inserted (the SQLite side of [`ActionRepository::store_event`]).
+async fn insert_received(
+    txn: &DatabaseTransaction,
+    event: &ActionEvent,
+    op: &'static str,
+) -> Result<bool, CoreError> {
+    use action_event::Column;
+    let inserted = action_event::Entity::insert(action_event::active_model(event))
+        .on_conflict(
+            OnConflict::columns([
+                Column::ActionName,
+                Column::OriginInstanceDomain,
+                Column::ActionId,
+                Column::UpdateCount,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(|e| storage_error(op, &e))?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    advance_copy(txn, event).await?;
+    Ok(true)
+}
+
 /// The event with the highest count stored for an action, if any.
 async fn latest_event(
     txn: &DatabaseTransaction,
@@ -371,6 +464,19 @@ impl ActionRepository for SqlActionRepository {
             .map_err(|e| storage_error("find action", &e))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(actions = action_ids.len()))]
+    async fn find_many(&self, action_ids: &[Uuid]) -> Result<Vec<ActionRecord>, CoreError> {
+        if action_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        action::Entity::find()
+            .filter(action::Column::ActionId.is_in(action_ids.iter().copied()))
+            .all(&self.conn)
+            .await
+            .map(|rows| rows.into_iter().map(action::Model::into_record).collect())
+            .map_err(|e| storage_error("find actions", &e))
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(action_id = %change.action_id))]
     async fn update_status(
         &self,
@@ -409,7 +515,6 @@ impl ActionRepository for SqlActionRepository {
 
     #[tracing::instrument(level = "debug", skip_all, fields(action_id = %event.action_id, update_count = event.update_count))]
     async fn store_event(&self, event: &ActionEvent) -> Result<Option<Uuid>, CoreError> {
-        use action_event::Column;
         if self.backend == DbBackend::Postgres {
             let stored = store_event_in_one_call(&self.conn, event).await?;
             return Ok(stored.then_some(event.event_id));
@@ -419,27 +524,39 @@ impl ActionRepository for SqlActionRepository {
             .await
             .map_err(|e| storage_error(op, &e))?;
         lock_action(&txn, self.backend, event.action_id).await?;
-        let inserted = action_event::Entity::insert(action_event::active_model(event))
-            .on_conflict(
-                OnConflict::columns([
-                    Column::ActionName,
-                    Column::OriginInstanceDomain,
-                    Column::ActionId,
-                    Column::UpdateCount,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await
-            .map_err(|e| storage_error(op, &e))?;
-        if inserted == 0 {
+        if !insert_received(&txn, event, op).await? {
             txn.rollback().await.map_err(|e| storage_error(op, &e))?;
             return Ok(None);
         }
-        advance_copy(&txn, event).await?;
         txn.commit().await.map_err(|e| storage_error(op, &e))?;
         Ok(Some(event.event_id))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(events = events.len()))]
+    async fn store_events(&self, events: &[ActionEvent]) -> Result<Vec<Option<Uuid>>, CoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored = if self.backend == DbBackend::Postgres {
+            store_events_in_one_statement(&self.conn, events).await?
+        } else {
+            // One writer at a time (`BEGIN IMMEDIATE`): no locks to order.
+            let op = "store events";
+            let txn = begin_write(&self.conn)
+                .await
+                .map_err(|e| storage_error(op, &e))?;
+            let mut stored = Vec::with_capacity(events.len());
+            for event in events {
+                stored.push(insert_received(&txn, event, op).await?);
+            }
+            txn.commit().await.map_err(|e| storage_error(op, &e))?;
+            stored
+        };
+        Ok(events
+            .iter()
+            .zip(stored)
+            .map(|(event, stored)| stored.then_some(event.event_id))
+            .collect())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user = %query.user))]

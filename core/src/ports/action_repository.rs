@@ -75,6 +75,10 @@ pub trait ActionRepository: Send + Sync {
     /// The action with this id, if stored here.
     async fn find(&self, action_id: Uuid) -> Result<Option<ActionRecord>, CoreError>;
 
+    /// The actions stored here among `action_ids`, in any order; an id with no stored action
+    /// is left out, a repeated id is answered once. MUST read nothing for an empty slice.
+    async fn find_many(&self, action_ids: &[Uuid]) -> Result<Vec<ActionRecord>, CoreError>;
+
     /// Atomically: `update_count + 1`, status, remarks (kept when `None`), `updated_at`;
     /// inserts the event and the outbox entry with the new count. Concurrent changes each get
     /// their own count. `Ok(None)` when there is no such action.
@@ -90,6 +94,13 @@ pub trait ActionRepository: Send + Sync {
     /// and remarks when the event's count is higher than its own (events may arrive out of
     /// order).
     async fn store_event(&self, event: &ActionEvent) -> Result<Option<Uuid>, CoreError>;
+
+    /// [`ActionRepository::store_event`] for each of `events`, all in one transaction: one
+    /// answer per event, in the order given (`Some(event_id)` stored, `None` duplicate). An
+    /// event with the key of an earlier one in the slice is a duplicate of it. On error
+    /// nothing is stored. Concurrent calls with overlapping actions MUST NOT deadlock (lock
+    /// the actions in one global order). An empty slice stores nothing.
+    async fn store_events(&self, events: &[ActionEvent]) -> Result<Vec<Option<Uuid>>, CoreError>;
 
     /// Actions visible to `query.user` (reference-contract §6.6): an owner column matches only
     /// on a side the row's stored `locality` marks local. Ordered `updated_at` desc,

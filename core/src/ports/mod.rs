@@ -23,7 +23,9 @@ pub use authenticator::{Authenticator, Credentials};
 pub use cache::Cache;
 pub use clock::{Clock, IdGenerator};
 pub use item_repository::ItemRepository;
-pub use peer_transport::{PeerAnswer, PeerError, PeerPage, PeerPageAnswer, PeerTransport};
+pub use peer_transport::{
+    BatchAnswer, PeerAnswer, PeerError, PeerPage, PeerPageAnswer, PeerTransport,
+};
 pub use random::Random;
 pub use schema_source::{
     FetchOutcome, FetchedDocument, SchemaLocation, SchemaSource, SourceValidators,

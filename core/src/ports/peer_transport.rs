@@ -48,6 +48,20 @@ pub struct PeerAnswer {
     pub body: Option<Value>,
 }
 
+/// A peer's answer to a batch of events (`POST /api/v1/event/store_batch`, a route of this
+/// implementation only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchAnswer {
+    /// The HTTP status each event would have had alone, in the order sent.
+    Statuses(Vec<u16>),
+    /// The peer has no batch route (404, 405, 501, or a 2xx that is not a result list for
+    /// these events): send it events one by one.
+    Unsupported,
+    /// The peer refused this request as a whole (400, 413, 415, 422): something in it does
+    /// not suit the peer, but batches may still work.
+    Refused(u16),
+}
+
 /// Calls to other instances. Deadlines live here: every method MUST give up within the
 /// adapter's per-peer deadline and return `PeerError::Timeout`; answers larger than the
 /// adapter's size cap MUST return `PeerError::Invalid` without being read whole. The request
@@ -91,4 +105,14 @@ pub trait PeerTransport: Send + Sync {
         body: &Value,
         request_id: &str,
     ) -> Result<u16, PeerError>;
+
+    /// `POST <peer>/api/v1/event/store_batch` with `{"events": bodies}`. Statuses of the
+    /// request as a whole other than those [`BatchAnswer`] names (401, 403, 408, 429, 5xx)
+    /// are `PeerError::Status`.
+    async fn store_events(
+        &self,
+        peer_url: &str,
+        bodies: &[Value],
+        request_id: &str,
+    ) -> Result<BatchAnswer, PeerError>;
 }

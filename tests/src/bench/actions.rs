@@ -839,10 +839,17 @@ async fn wait_arrival(
         ..Arrival::default()
     };
     loop {
-        let stores = a
-            .counter(client, "dpg_http_requests_total", "/api/v1/event/store")
+        // Events, not requests: a batch carries many. A build without the events counter
+        // receives one event per request.
+        let requests = a
+            .counter(client, "dpg_http_requests_total", "/api/v1/event/store\"")
             .await
             .unwrap_or(0);
+        let events = a
+            .counter(client, "dpg_events_received_total", "")
+            .await
+            .unwrap_or(0);
+        let stores = requests.max(events);
         if stores < stores_needed && started.elapsed() < timeout {
             tokio::time::sleep(POLL).await;
             continue;

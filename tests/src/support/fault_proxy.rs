@@ -63,6 +63,9 @@ pub enum Fault {
         body_contains: String,
         fault: Box<Fault>,
     },
+    /// `fault` for the requests to exactly this path, [`Fault::Pass`] for the others (an
+    /// instance without a route: `Status(404)`). Counted by [`FaultProxy::matched`].
+    OnPath { path: String, fault: Box<Fault> },
 }
 
 impl Fault {
@@ -75,6 +78,14 @@ impl Fault {
     pub fn when_body_contains(marker: impl Into<String>, fault: Fault) -> Fault {
         Fault::When {
             body_contains: marker.into(),
+            fault: Box::new(fault),
+        }
+    }
+
+    /// [`Fault::OnPath`]: `fault` for requests to `path`, pass the rest.
+    pub fn on_path(path: impl Into<String>, fault: Fault) -> Fault {
+        Fault::OnPath {
+            path: path.into(),
             fault: Box::new(fault),
         }
     }
@@ -294,7 +305,11 @@ async fn apply(
             let answer = forward(state, request).await;
             if matches!(
                 *instead,
-                Fault::Pass | Fault::Latency(_) | Fault::AfterForward(_) | Fault::When { .. }
+                Fault::Pass
+                    | Fault::Latency(_)
+                    | Fault::AfterForward(_)
+                    | Fault::When { .. }
+                    | Fault::OnPath { .. }
             ) {
                 return Ok(answer);
             }
@@ -321,6 +336,14 @@ async fn apply(
                     .any(|w| w == body_contains.as_bytes());
             let request = Request::from_parts(parts, full_body(bytes));
             if hit {
+                state.matched.fetch_add(1, Ordering::SeqCst);
+                Box::pin(apply(state, *fault, request)).await
+            } else {
+                Ok(forward(state, request).await)
+            }
+        }
+        Fault::OnPath { path, fault } => {
+            if request.uri().path() == path {
                 state.matched.fetch_add(1, Ordering::SeqCst);
                 Box::pin(apply(state, *fault, request)).await
             } else {
@@ -397,7 +420,8 @@ fn canned_answer(fault: Fault) -> Response<ProxyBody> {
         | Fault::BlackHole
         | Fault::Reset
         | Fault::AfterForward(_)
-        | Fault::When { .. } => json_answer(
+        | Fault::When { .. }
+        | Fault::OnPath { .. } => json_answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             r#"{"error":"FAULT_PROXY"}"#,
         ),

@@ -237,6 +237,15 @@ impl PeerTransport for Transport {
     async fn store_event(&self, _: &str, _: &Value, _: &str) -> Result<u16, PeerError> {
         Err(PeerError::Unreachable("reads only".into()))
     }
+
+    async fn store_events(
+        &self,
+        _: &str,
+        _: &[Value],
+        _: &str,
+    ) -> Result<crate::ports::BatchAnswer, PeerError> {
+        Err(PeerError::Unreachable("reads only".into()))
+    }
 }
 
 #[derive(Default)]

@@ -50,7 +50,13 @@ struct Failing {
 struct State {
     /// The destination as the stored entries spell it (the outbox is keyed on it).
     spellings: BTreeSet<String>,
+    /// Requests in flight (the per-destination limit counts these).
     in_flight: usize,
+    /// Entries in flight beyond the first of each request (batches).
+    riders: usize,
+    /// The peer answered a batch as a peer without the batch route does: single events
+    /// until then.
+    no_batch_until: Option<DateTime<Utc>>,
     failing: Option<Failing>,
     held: VecDeque<(OutboxEntry, DateTime<Utc>)>,
     last_wake: Option<DateTime<Utc>>,
@@ -131,6 +137,54 @@ impl Destinations {
         out
     }
 
+    /// Held entries of `destination` to send in one request with an entry that starts now:
+    /// at most `max` whose sizes fit in `budget` bytes, oldest first. None while the
+    /// destination fails (probes go alone) or is known to lack the batch route.
+    pub fn take_riders(
+        &mut self,
+        destination: &str,
+        max: usize,
+        mut budget: usize,
+        size: impl Fn(&OutboxEntry) -> usize,
+        now: DateTime<Utc>,
+    ) -> Vec<OutboxEntry> {
+        let state = self.state(destination);
+        let batching = state.no_batch_until.is_none_or(|until| now >= until);
+        if state.failing.is_some() || !batching {
+            return Vec::new();
+        }
+        let mut riders = Vec::new();
+        while riders.len() < max {
+            let Some((entry, _)) = state.held.front() else {
+                break;
+            };
+            let Some(rest) = budget.checked_sub(size(entry)) else {
+                break;
+            };
+            budget = rest;
+            if let Some((entry, _)) = state.held.pop_front() {
+                riders.push(entry);
+            }
+        }
+        state.riders += riders.len();
+        riders
+    }
+
+    /// Riders that did not go (the batch was refused) wait again at the head of the queue.
+    pub fn give_back(&mut self, destination: &str, riders: Vec<OutboxEntry>, now: DateTime<Utc>) {
+        let state = self.state(destination);
+        state.riders = state.riders.saturating_sub(riders.len());
+        for entry in riders.into_iter().rev() {
+            state.held.push_front((entry, now));
+        }
+    }
+
+    /// The destination answered a batch as a peer without the batch route: it gets single
+    /// events until `until`, then batches are tried again (it may have been upgraded).
+    pub fn without_batches_until(&mut self, destination: &str, until: DateTime<Utc>) {
+        self.state(destination).no_batch_until = Some(until);
+    }
+
     /// Held entries claimed at or before `claimed_before` (their lease is running out) or
     /// all of them (`None`, at shutdown): to be released.
     pub fn take_held(&mut self, claimed_before: Option<DateTime<Utc>>) -> Vec<OutboxEntry> {
@@ -146,18 +200,21 @@ impl Destinations {
         out
     }
 
-    /// Records the end of an attempt. `peer_down` is `None` when the peer answered in a
-    /// way that shows it is up, `Some(delay)` when it looks unavailable (`delay`: the
-    /// jittered wait before the next probe, chosen by the caller from [`Self::failures`]).
+    /// Records the end of an attempt that carried `riders` entries besides its first.
+    /// `peer_down` is `None` when the peer answered in a way that shows it is up,
+    /// `Some(delay)` when it looks unavailable (`delay`: the jittered wait before the next
+    /// probe, chosen by the caller from [`Self::failures`]).
     pub fn finished(
         &mut self,
         destination: &str,
         probe: bool,
+        riders: usize,
         peer_down: Option<std::time::Duration>,
         now: DateTime<Utc>,
     ) -> Change {
         let state = self.state(destination);
         state.in_flight = state.in_flight.saturating_sub(1);
+        state.riders = state.riders.saturating_sub(riders);
         match (peer_down, state.failing.as_mut()) {
             (None, Some(_)) => {
                 // Any answer from the peer shows it is back, probe or not.
@@ -233,14 +290,16 @@ impl Destinations {
     pub fn forget_in_flight(&mut self) {
         for state in self.states.values_mut() {
             state.in_flight = 0;
+            state.riders = 0;
             if let Some(failing) = state.failing.as_mut() {
                 failing.probe_in_flight = false;
             }
         }
     }
 
+    /// Entries in flight (requests and their riders).
     pub fn in_flight(&self) -> usize {
-        self.states.values().map(|s| s.in_flight).sum()
+        self.states.values().map(|s| s.in_flight + s.riders).sum()
     }
 
     pub fn held(&self) -> usize {
@@ -252,7 +311,7 @@ impl Destinations {
     pub fn busy_at_least(&self, busy: usize) -> Vec<String> {
         self.states
             .values()
-            .filter(|s| s.in_flight + s.held.len() >= busy)
+            .filter(|s| s.in_flight + s.riders + s.held.len() >= busy)
             .flat_map(|s| s.spellings.iter().cloned())
             .collect()
     }
@@ -323,7 +382,7 @@ mod tests {
                 Admit::Hold
             ]
         );
-        assert_eq!(d.finished(A, false, None, at(1)), Change::None);
+        assert_eq!(d.finished(A, false, 0, None, at(1)), Change::None);
         assert_eq!(d.startable(at(1)).len(), 1);
         assert_eq!(d.held(), 1);
     }
@@ -333,10 +392,10 @@ mod tests {
         let mut d = Destinations::new(4);
         d.admit(entry(1, A), at(0));
         d.admit(entry(2, A), at(0));
-        let change = d.finished(A, false, Some(Duration::from_secs(10)), at(1));
+        let change = d.finished(A, false, 0, Some(Duration::from_secs(10)), at(1));
         assert!(matches!(change, Change::Failing { next_probe_at, .. } if next_probe_at == at(11)));
         // The other attempt, started before, fails too: the schedule stands.
-        let change = d.finished(A, false, Some(Duration::from_secs(99)), at(2));
+        let change = d.finished(A, false, 0, Some(Duration::from_secs(99)), at(2));
         assert_eq!(
             change,
             Change::StillFailing {
@@ -350,22 +409,58 @@ mod tests {
         let Change::Failing {
             next_probe_at,
             held,
-        } = d.finished(A, true, Some(Duration::from_secs(20)), at(12))
+        } = d.finished(A, true, 0, Some(Duration::from_secs(20)), at(12))
         else {
             panic!("failing expected");
         };
         assert_eq!((next_probe_at, held.len()), (at(32), 1));
         assert_eq!(d.failures(A).0, 2);
         assert_eq!(d.admit(entry(6, A), at(32)).0, Admit::Start { probe: true });
-        assert_eq!(d.finished(A, true, None, at(33)), Change::Recovered);
+        assert_eq!(d.finished(A, true, 0, None, at(33)), Change::Recovered);
         assert!(!d.is_failing(A));
+    }
+
+    #[test]
+    fn riders_come_from_the_held_queue_within_count_and_size() {
+        let mut d = Destinations::new(1);
+        for n in 0..6 {
+            d.admit(entry(n, A), at(0));
+        }
+        let size = |e: &OutboxEntry| if e.id == Uuid::from_u128(4) { 100 } else { 10 };
+        let ids = |riders: &[OutboxEntry]| -> Vec<u128> {
+            riders.iter().map(|e| e.id.as_u128()).collect()
+        };
+        // Oldest first; stops at the first entry over the budget, keeping the order.
+        let riders = d.take_riders(A, 10, 35, size, at(0));
+        assert_eq!(ids(&riders), [1, 2, 3]);
+        assert_eq!((d.in_flight(), d.held()), (4, 2));
+        d.give_back(A, riders, at(1));
+        assert_eq!((d.in_flight(), d.held()), (1, 5));
+        let riders = d.take_riders(A, 2, 1000, size, at(1));
+        assert_eq!(ids(&riders), [1, 2], "given back at the head of the queue");
+        assert_eq!(d.finished(A, false, 2, None, at(2)), Change::None);
+        assert_eq!(d.in_flight(), 0);
+        // No riders for a destination without the route, until the recheck.
+        d.without_batches_until(A, at(60));
+        assert!(d.take_riders(A, 10, 1000, size, at(59)).is_empty());
+        assert_eq!(d.take_riders(A, 10, 1000, size, at(60)).len(), 3);
+    }
+
+    #[test]
+    fn a_failing_destination_takes_no_riders() {
+        let mut d = Destinations::new(4);
+        d.admit(entry(1, A), at(0));
+        d.finished(A, false, 0, Some(Duration::from_secs(10)), at(0));
+        d.admit(entry(2, A), at(10));
+        assert_eq!(d.admit(entry(3, A), at(10)).0, Admit::Hold);
+        assert!(d.take_riders(A, 10, 1000, |_| 1, at(10)).is_empty());
     }
 
     #[test]
     fn contact_heals_and_is_rate_limited_while_healthy() {
         let mut d = Destinations::new(4);
         d.admit(entry(1, "http://a.example.org/"), at(0));
-        d.finished(A, false, Some(Duration::from_secs(60)), at(0));
+        d.finished(A, false, 0, Some(Duration::from_secs(60)), at(0));
         assert_eq!(
             d.contacted(A, at(1), Duration::from_secs(5)),
             vec![

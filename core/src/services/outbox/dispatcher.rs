@@ -17,7 +17,7 @@ use super::destinations::{Admit, Change, Destinations, chrono_duration};
 use super::policy::{OutboxSettings, Verdict, backoff_ceiling, classify, full_jitter};
 use super::{OutboxNotifier, PeerContacts, Signal};
 use crate::model::{OutboxCounts, OutboxEntry};
-use crate::ports::{Clock, Outbox, PeerError, PeerTransport, Random, Timer};
+use crate::ports::{BatchAnswer, Clock, Outbox, PeerError, PeerTransport, Random, Timer};
 
 pub struct OutboxDeps {
     pub outbox: Arc<dyn Outbox>,
@@ -306,24 +306,123 @@ impl OutboxDispatcher {
         }
     }
 
-    /// One attempt and its bookkeeping.
+    /// One attempt and its bookkeeping: the entry alone, or with riders (held entries of
+    /// the same destination) in one batch when the destination takes batches.
     async fn deliver(&self, entry: OutboxEntry, probe: bool) {
+        let riders = if probe {
+            Vec::new()
+        } else {
+            self.take_riders(&entry)
+        };
+        if riders.is_empty() {
+            self.deliver_alone(entry, probe).await;
+        } else {
+            self.deliver_batch(entry, riders).await;
+        }
+    }
+
+    fn take_riders(&self, first: &OutboxEntry) -> Vec<OutboxEntry> {
+        let max = self.settings.batch_events.saturating_sub(1);
+        if max == 0 {
+            return Vec::new();
+        }
+        let budget = self
+            .settings
+            .batch_bytes
+            .saturating_sub(body_size(&first.body));
+        lock(&self.destinations).take_riders(
+            &first.destination,
+            max,
+            budget,
+            |e| body_size(&e.body),
+            self.deps.clock.now(),
+        )
+    }
+
+    async fn deliver_alone(&self, entry: OutboxEntry, probe: bool) {
         let request_id = format!("outbox-{}", entry.id);
         let answer = self
             .deps
             .transport
             .store_event(&entry.destination, &entry.body, &request_id)
             .await;
+        let destination = entry.destination.clone();
+        self.conclude(
+            &destination,
+            probe,
+            0,
+            &answer,
+            vec![(entry, answer.clone())],
+        )
+        .await;
+    }
+
+    async fn deliver_batch(&self, first: OutboxEntry, riders: Vec<OutboxEntry>) {
+        let destination = first.destination.clone();
+        let request_id = format!("outbox-batch-{}", first.id);
+        let bodies: Vec<serde_json::Value> = std::iter::once(&first)
+            .chain(&riders)
+            .map(|e| e.body.clone())
+            .collect();
+        let answer = self
+            .deps
+            .transport
+            .store_events(&destination, &bodies, &request_id)
+            .await;
+        drop(bodies);
+        let count = riders.len();
+        match answer {
+            Ok(BatchAnswer::Statuses(statuses)) if statuses.len() == count + 1 => {
+                let outcomes = std::iter::once(first)
+                    .chain(riders)
+                    .zip(statuses)
+                    .map(|(entry, status)| (entry, Ok(status)))
+                    .collect();
+                self.conclude(&destination, false, count, &Ok(200), outcomes)
+                    .await;
+            }
+            Ok(refusal) => {
+                // The riders wait for the next request; this entry goes alone, so a
+                // refusal that one event causes costs one single delivery, not a dead batch.
+                let now = self.deps.clock.now();
+                {
+                    let mut destinations = lock(&self.destinations);
+                    if !matches!(refusal, BatchAnswer::Refused(_)) {
+                        let until = now + chrono_duration(self.settings.batch_recheck);
+                        destinations.without_batches_until(&destination, until);
+                        tracing::info!(%destination, %until, "the destination has no batch route; it gets events one by one");
+                    }
+                    destinations.give_back(&destination, riders, now);
+                }
+                self.deliver_alone(first, false).await;
+            }
+            Err(error) => {
+                // Nothing of the request was taken: every entry has the request's answer.
+                let answer = Err(error);
+                let outcomes = std::iter::once(first)
+                    .chain(riders)
+                    .map(|entry| (entry, answer.clone()))
+                    .collect();
+                self.conclude(&destination, false, count, &answer, outcomes)
+                    .await;
+            }
+        }
+    }
+
+    /// Records one request's outcome: the destination's health from `request` (the answer
+    /// to the request as a whole), then each entry's verdict from its own answer.
+    async fn conclude(
+        &self,
+        destination: &str,
+        probe: bool,
+        riders: usize,
+        request: &Result<u16, PeerError>,
+        outcomes: Vec<(OutboxEntry, Result<u16, PeerError>)>,
+    ) {
         let now = self.deps.clock.now();
-        let verdict = classify(&answer, age(&entry, now), &self.settings);
-        let counter = match verdict {
-            Verdict::Delivered => &self.counters.delivered,
-            Verdict::Retry { .. } => &self.counters.retried,
-            Verdict::Dead { .. } => &self.counters.dead,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let probe_delay = peer_unavailable(&answer).then(|| self.probe_delay(&entry, now));
-        let change = lock(&self.destinations).finished(&entry.destination, probe, probe_delay, now);
+        let probe_delay = peer_unavailable(request).then(|| self.probe_delay(destination, now));
+        let change =
+            lock(&self.destinations).finished(destination, probe, riders, probe_delay, now);
         self.freed.raise();
         let next_probe_at = match &change {
             Change::Failing { next_probe_at, .. } | Change::StillFailing { next_probe_at } => {
@@ -331,23 +430,44 @@ impl OutboxDispatcher {
             }
             _ => None,
         };
-        self.record(&entry, &verdict, next_probe_at, now).await;
+        let (delivered, others): (Vec<_>, Vec<_>) = outcomes
+            .iter()
+            .map(|(entry, answer)| (entry, classify(answer, age(entry, now), &self.settings)))
+            .partition(|(_, verdict)| *verdict == Verdict::Delivered);
+        self.counters
+            .delivered
+            .fetch_add(delivered.len() as u64, Ordering::Relaxed);
+        // Delivered marks go together (the outbox groups them into one write); retries and
+        // dead letters one after another, so a failed batch does not make its whole size of
+        // writers wait on each other (SQLite has one writer at a time).
+        let marks = delivered
+            .iter()
+            .map(|(entry, verdict)| self.record(entry, verdict, next_probe_at, now));
+        futures::future::join_all(marks).await;
+        for (entry, verdict) in &others {
+            let counter = match verdict {
+                Verdict::Retry { .. } => &self.counters.retried,
+                _ => &self.counters.dead,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.record(entry, verdict, next_probe_at, now).await;
+        }
         match change {
             Change::None | Change::StillFailing { .. } => {}
             Change::Recovered => {
-                tracing::info!(destination = %entry.destination, "outbox destination answers again");
-                self.wake(&entry.destination, now).await;
+                tracing::info!(%destination, "outbox destination answers again");
+                self.wake(destination, now).await;
             }
             Change::Failing {
                 next_probe_at,
                 held,
             } => {
-                tracing::info!(destination = %entry.destination, %next_probe_at, "outbox destination failing; its backlog waits for a probe");
+                tracing::info!(%destination, %next_probe_at, "outbox destination failing; its backlog waits for a probe");
                 self.release(&held, next_probe_at).await;
                 if let Err(err) = self
                     .deps
                     .outbox
-                    .defer_destination(&entry.destination, next_probe_at)
+                    .defer_destination(destination, next_probe_at)
                     .await
                 {
                     tracing::warn!(error = %err, "cannot defer an outbox destination");
@@ -356,9 +476,9 @@ impl OutboxDispatcher {
         }
     }
 
-    /// Jittered wait before the next probe of the entry's destination.
-    fn probe_delay(&self, entry: &OutboxEntry, now: DateTime<Utc>) -> Duration {
-        let (failures, since) = lock(&self.destinations).failures(&entry.destination);
+    /// Jittered wait before the next probe of the destination.
+    fn probe_delay(&self, destination: &str, now: DateTime<Utc>) -> Duration {
+        let (failures, since) = lock(&self.destinations).failures(destination);
         let failing_for = since
             .and_then(|since| (now - since).to_std().ok())
             .unwrap_or_default();
@@ -480,6 +600,24 @@ impl PeerContacts for OutboxDispatcher {
         lock(&self.wakes).extend(spellings);
         self.signal.raise();
     }
+}
+
+/// The serialized size of an event body, without building the text.
+fn body_size(body: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, body);
+    count.0
 }
 
 /// The peer itself looks unavailable (as opposed to refusing this one entry).

@@ -3,6 +3,11 @@
 //! The receiver is idempotent, so a duplicate (after a crash between send and mark) is
 //! harmless.
 //!
+//! Entries that wait for a free slot of a healthy destination ride along with the next
+//! request to it, as one batch (`POST /api/v1/event/store_batch`), when the destination has
+//! that route; each entry then gets the verdict of its own status in the answer. Probes of
+//! a failing destination always carry one event.
+//!
 //! Claims are global and oldest-due first. A slow but healthy peer with a long backlog can
 //! hold up to `max_in_flight` claimed entries while it works through them, so other peers'
 //! entries wait behind it in due order (a failing peer holds nothing: its backlog is

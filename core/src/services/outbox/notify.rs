@@ -42,6 +42,10 @@ impl ActionRepository for NotifyingActions {
         self.inner.find(action_id).await
     }
 
+    async fn find_many(&self, action_ids: &[Uuid]) -> Result<Vec<ActionRecord>, CoreError> {
+        self.inner.find_many(action_ids).await
+    }
+
     async fn update_status(
         &self,
         change: &StatusChange,
@@ -55,6 +59,10 @@ impl ActionRepository for NotifyingActions {
 
     async fn store_event(&self, event: &ActionEvent) -> Result<Option<Uuid>, CoreError> {
         self.inner.store_event(event).await
+    }
+
+    async fn store_events(&self, events: &[ActionEvent]) -> Result<Vec<Option<Uuid>>, CoreError> {
+        self.inner.store_events(events).await
     }
 
     async fn fetch_actions(&self, query: &ActionQuery) -> Result<Page<ActionRecord>, CoreError> {

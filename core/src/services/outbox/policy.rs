@@ -10,10 +10,18 @@ use crate::ports::{PeerError, Random};
 pub struct OutboxSettings {
     /// How often due entries are looked for when nothing wakes the dispatcher sooner.
     pub poll_interval: Duration,
-    /// Deliveries in flight to one healthy destination.
+    /// Requests in flight to one healthy destination.
     pub concurrency_per_destination: usize,
-    /// Deliveries in flight (and claimed entries waiting for a slot) in all.
+    /// Entries in flight (and claimed entries waiting for a slot) in all.
     pub max_in_flight: usize,
+    /// Most events in one request to a peer with the batch route
+    /// (`POST /api/v1/event/store_batch`); 1 sends every event alone.
+    pub batch_events: usize,
+    /// Most bytes of event bodies in one batch (well under the receivers' body limit).
+    pub batch_bytes: usize,
+    /// A peer that lacks the batch route gets single events this long before batches are
+    /// tried on it again.
+    pub batch_recheck: Duration,
     /// Entries claimed per round.
     pub claim_batch: u32,
     /// How long a claim hides an entry from other claimers: a crash between send and mark
@@ -51,6 +59,9 @@ impl Default for OutboxSettings {
             poll_interval: Duration::from_secs(1),
             concurrency_per_destination: 4,
             max_in_flight: 64,
+            batch_events: 50,
+            batch_bytes: 256 * 1024,
+            batch_recheck: Duration::from_secs(3600),
             claim_batch: 32,
             lease: Duration::from_secs(30),
             backoff_base: Duration::from_secs(1),

@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::*;
 use crate::model::{ItemFilter, OutboxState};
 use crate::ports::{
-    MockClock, MockOutbox, MockPeerTransport, PeerAnswer, PeerError, PeerPage, PeerPageAnswer,
-    PeerTransport, Random, Timer,
+    BatchAnswer, MockClock, MockOutbox, MockPeerTransport, PeerAnswer, PeerError, PeerPage,
+    PeerPageAnswer, PeerTransport, Random, Timer,
 };
 
 const A: &str = "http://a.example.org";
@@ -368,6 +368,15 @@ struct Peer {
     applied: Mutex<HashMap<(String, String, u64), u32>>,
     /// Calls that reached the receiver, duplicates included.
     received: AtomicU64,
+    /// Whether the peer has the batch route (else it answers batches as unknown routes).
+    batches: AtomicBool,
+    /// Batch requests answered, and refused as an unknown route.
+    batch_requests: AtomicU64,
+    batch_refusals: AtomicU64,
+    /// When set, every batch is refused as a whole with this status (e.g. 413).
+    refuse_batches_with: Mutex<Option<u16>>,
+    /// Events per request that reached the peer, in order.
+    request_sizes: Mutex<Vec<usize>>,
 }
 
 impl Peer {
@@ -381,7 +390,58 @@ impl Peer {
             calls: Mutex::default(),
             applied: Mutex::default(),
             received: AtomicU64::new(0),
+            batches: AtomicBool::new(false),
+            batch_requests: AtomicU64::new(0),
+            batch_refusals: AtomicU64::new(0),
+            refuse_batches_with: Mutex::new(None),
+            request_sizes: Mutex::default(),
         }
+    }
+
+    /// One request carrying `bodies` (one call recorded per body): each body's answer.
+    async fn request(&self, peer_url: &str, bodies: &[Value]) -> Vec<Result<u16, PeerError>> {
+        let overlapping = {
+            let mut in_flight = lock(&self.in_flight);
+            let n = in_flight.entry(peer_url.to_string()).or_default();
+            *n += 1;
+            let mut max = lock(&self.max_in_flight);
+            let m = max.entry(peer_url.to_string()).or_default();
+            *m = (*m).max(*n);
+            *n > 1
+        };
+        lock(&self.request_sizes).push(bodies.len());
+        for body in bodies {
+            lock(&self.calls).push((
+                peer_url.to_string(),
+                body.clone(),
+                self.clock.now(),
+                overlapping,
+            ));
+        }
+        let yields = self.yields.load(Ordering::SeqCst);
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
+        let answers = bodies
+            .iter()
+            .map(|body| match (self.script)(peer_url, body) {
+                Script1::Refuse(answer) => answer,
+                Script1::Apply(answer) => {
+                    self.received.fetch_add(1, Ordering::Relaxed);
+                    *lock(&self.applied)
+                        .entry(key_of(peer_url, body))
+                        .or_default() += 1;
+                    answer
+                }
+            })
+            .collect();
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
+        *lock(&self.in_flight)
+            .entry(peer_url.to_string())
+            .or_default() -= 1;
+        answers
     }
 
     fn calls_to(&self, destination: &str) -> Vec<(Value, DateTime<Utc>, bool)> {
@@ -441,42 +501,44 @@ impl PeerTransport for Peer {
         request_id: &str,
     ) -> Result<u16, PeerError> {
         assert!(request_id.starts_with("outbox-"));
-        let overlapping = {
-            let mut in_flight = lock(&self.in_flight);
-            let n = in_flight.entry(peer_url.to_string()).or_default();
-            *n += 1;
-            let mut max = lock(&self.max_in_flight);
-            let m = max.entry(peer_url.to_string()).or_default();
-            *m = (*m).max(*n);
-            *n > 1
-        };
-        lock(&self.calls).push((
-            peer_url.to_string(),
-            body.clone(),
-            self.clock.now(),
-            overlapping,
-        ));
-        let yields = self.yields.load(Ordering::SeqCst);
-        for _ in 0..yields {
-            tokio::task::yield_now().await;
+        let mut answers = self.request(peer_url, std::slice::from_ref(body)).await;
+        answers.remove(0)
+    }
+
+    async fn store_events(
+        &self,
+        peer_url: &str,
+        bodies: &[Value],
+        request_id: &str,
+    ) -> Result<BatchAnswer, PeerError> {
+        assert!(request_id.starts_with("outbox-batch-"));
+        assert!(bodies.len() > 1, "a single event goes alone");
+        if !self.batches.load(Ordering::SeqCst) {
+            self.batch_refusals.fetch_add(1, Ordering::SeqCst);
+            return Ok(BatchAnswer::Unsupported);
         }
-        let answer = match (self.script)(peer_url, body) {
-            Script1::Refuse(answer) => answer,
-            Script1::Apply(answer) => {
-                self.received.fetch_add(1, Ordering::Relaxed);
-                *lock(&self.applied)
-                    .entry(key_of(peer_url, body))
-                    .or_default() += 1;
-                answer
-            }
-        };
-        for _ in 0..yields {
-            tokio::task::yield_now().await;
+        if let Some(status) = *lock(&self.refuse_batches_with) {
+            self.batch_refusals.fetch_add(1, Ordering::SeqCst);
+            return Ok(BatchAnswer::Refused(status));
         }
-        *lock(&self.in_flight)
-            .entry(peer_url.to_string())
-            .or_default() -= 1;
-        answer
+        self.batch_requests.fetch_add(1, Ordering::SeqCst);
+        let answers = self.request(peer_url, bodies).await;
+        // A failure of the peer itself (no answer) fails the whole request.
+        if let Some(Err(error)) = answers
+            .iter()
+            .find(|a| matches!(a, Err(e) if !matches!(e, PeerError::Status(_))))
+        {
+            return Err(error.clone());
+        }
+        Ok(BatchAnswer::Statuses(
+            answers
+                .into_iter()
+                .map(|a| match a {
+                    Ok(status) | Err(PeerError::Status(status)) => status,
+                    Err(_) => unreachable!("handled above"),
+                })
+                .collect(),
+        ))
     }
 }
 
@@ -679,6 +741,156 @@ async fn a_long_backlog_does_not_hold_back_another_destination() {
         sent_to_a < 100,
         "B waited for {sent_to_a} of A's deliveries"
     );
+}
+
+impl Peer {
+    fn applied_once_each(&self, expected: usize) {
+        let applied = lock(&self.applied);
+        assert_eq!(applied.len(), expected);
+        assert!(applied.values().all(|n| *n == 1), "an event applied twice");
+    }
+}
+
+#[tokio::test]
+async fn a_backlog_goes_to_a_peer_with_the_batch_route_in_batches() {
+    let world = World::new(fine());
+    world.peer.batches.store(true, Ordering::SeqCst);
+    for n in 0..300 {
+        world.outbox.add(entry(n, A, start()));
+    }
+    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
+    world
+        .run_until(&dispatcher, Duration::from_secs(600), World::all_finished)
+        .await;
+    assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 300);
+    world.peer.applied_once_each(300);
+    let batches = world.peer.batch_requests.load(Ordering::SeqCst);
+    assert!(batches >= 5, "{batches} batches");
+    // Every event went once: in a batch or alone.
+    assert_eq!(world.peer.calls_to(A).len(), 300);
+    assert_eq!(dispatcher.stats().attempts_delivered, 300);
+    assert!(
+        world.peer.max_in_flight(A) <= settings().concurrency_per_destination,
+        "the per-destination limit counts requests"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_without_the_batch_route_gets_single_events_after_one_try() {
+    let world = World::new(fine());
+    for n in 0..300 {
+        world.outbox.add(entry(n, A, start()));
+    }
+    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
+    world
+        .run_until(&dispatcher, Duration::from_secs(600), World::all_finished)
+        .await;
+    assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 300);
+    world.peer.applied_once_each(300);
+    assert_eq!(world.peer.batch_refusals.load(Ordering::SeqCst), 1);
+    assert_eq!(world.peer.calls_to(A).len(), 300);
+}
+
+#[tokio::test]
+async fn a_batch_refused_as_a_whole_sends_its_events_alone_and_keeps_batching() {
+    let world = World::new(fine());
+    world.peer.batches.store(true, Ordering::SeqCst);
+    *lock(&world.peer.refuse_batches_with) = Some(413);
+    for n in 0..40 {
+        world.outbox.add(entry(n, A, start()));
+    }
+    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
+    world
+        .run_until(&dispatcher, Duration::from_secs(600), World::all_finished)
+        .await;
+    assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 40);
+    world.peer.applied_once_each(40);
+    assert!(world.outbox.in_state(OutboxState::Dead).is_empty());
+    // The peer keeps being offered batches: a refusal says nothing about the route.
+    assert!(world.peer.batch_refusals.load(Ordering::SeqCst) > 1);
+}
+
+#[tokio::test]
+async fn each_event_of_a_batch_gets_the_verdict_of_its_own_status() {
+    let world = World::new(Box::new(|_, body| {
+        match body["update_count"].as_u64().unwrap_or_default() % 10 {
+            3 => Script1::Refuse(Ok(422)),
+            7 => Script1::Refuse(Ok(503)),
+            _ => Script1::Apply(Ok(201)),
+        }
+    }));
+    world.peer.batches.store(true, Ordering::SeqCst);
+    for n in 0..60 {
+        world.outbox.add(entry(n, A, start()));
+    }
+    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
+    world
+        .run_until(&dispatcher, Duration::from_secs(30), |w| {
+            w.outbox.in_state(OutboxState::Delivered).len()
+                + w.outbox.in_state(OutboxState::Dead).len()
+                == 54
+        })
+        .await;
+    let ending_in = |state: OutboxState| -> Vec<u32> {
+        let mut counts: Vec<u32> = world
+            .outbox
+            .in_state(state)
+            .iter()
+            .map(|e| e.update_count % 10)
+            .collect();
+        counts.sort_unstable();
+        counts.dedup();
+        counts
+    };
+    assert_eq!(ending_in(OutboxState::Dead), [3]);
+    assert_eq!(ending_in(OutboxState::Pending), [7], "503 is retried");
+    assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 48);
+    let retried = world.outbox.in_state(OutboxState::Pending);
+    assert!(retried.iter().all(|e| e.attempts >= 1));
+    assert!(world.peer.batch_requests.load(Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test]
+async fn a_batch_without_an_answer_retries_every_event_and_the_peer_gets_one_probe() {
+    let up = Arc::new(AtomicBool::new(false));
+    let script_up = up.clone();
+    let world = World::new(Box::new(move |_, _| {
+        if script_up.load(Ordering::SeqCst) {
+            Script1::Apply(Ok(201))
+        } else {
+            Script1::Refuse(Err(PeerError::Timeout))
+        }
+    }));
+    world.peer.batches.store(true, Ordering::SeqCst);
+    for n in 0..100 {
+        world.outbox.add(entry(n, A, start()));
+    }
+    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
+    world
+        .run_until(&dispatcher, Duration::from_secs(3600), |w| {
+            lock(&w.peer.request_sizes).len() >= 10
+        })
+        .await;
+    assert!(world.outbox.in_state(OutboxState::Delivered).is_empty());
+    let sizes = lock(&world.peer.request_sizes).clone();
+    assert!(sizes.len() >= 10, "{sizes:?}");
+    // The first requests (up to the per-destination limit) started before the peer was
+    // known to fail, one of them a batch; every later one is a probe with one event.
+    let limit = settings().concurrency_per_destination;
+    assert!(sizes[..limit].iter().any(|n| *n > 1), "{sizes:?}");
+    assert!(sizes[limit..].iter().all(|n| *n == 1), "{sizes:?}");
+    let retried = world.outbox.in_state(OutboxState::Pending);
+    assert_eq!(retried.len(), 100);
+    assert!(
+        retried.iter().filter(|e| e.attempts >= 1).count() >= sizes[0],
+        "every event of the failed batch counts an attempt"
+    );
+    up.store(true, Ordering::SeqCst);
+    world
+        .run_until(&dispatcher, Duration::from_secs(3600), World::all_finished)
+        .await;
+    assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 100);
+    world.peer.applied_once_each(100);
 }
 
 /// B answers 503 until `up` is set.

@@ -264,3 +264,204 @@ async fn a_mirrored_target_owner_never_names_a_user_here() {
         .await
         .expect("stored");
 }
+
+// --- Batches (`store_events`) -----------------------------------------------------------
+
+/// A's setup for batches: the actions are read through `find_many`, once.
+fn batch_on_a(mode: &'static str) -> Setup {
+    let mut setup = Setup::on(A, "yellow_dot/student")
+        .mode(mode)
+        .item(student_item("asha"));
+    setup
+        .actions
+        .expect_find_many()
+        .withf(|ids| ids.to_vec() == vec![ACTION])
+        .times(1)
+        .returning(|_| Ok(vec![action_on_b()]));
+    setup
+}
+
+fn codes(
+    results: &[Result<(ActionEvent, Option<Uuid>), CoreError>],
+) -> Vec<Result<Option<Uuid>, ErrorCode>> {
+    results
+        .iter()
+        .map(|r| r.as_ref().map(|(_, id)| *id).map_err(CoreError::code))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_answers_each_event_and_stores_only_the_admitted_ones() {
+    let mut setup = batch_on_a("required");
+    setup
+        .actions
+        .expect_store_events()
+        .withf(|events| {
+            events.iter().map(|e| e.update_count).collect::<Vec<_>>() == [1, 2, 1]
+                && events.iter().all(|e| {
+                    e.source_item_owner.as_deref() == Some("asha")
+                        && e.locality
+                            == Locality {
+                                source: true,
+                                target: false,
+                            }
+                })
+        })
+        .times(1)
+        // The second event of count 1 is a duplicate of the first.
+        .returning(|events| {
+            Ok(vec![
+                Some(events[0].event_id),
+                Some(events[1].event_id),
+                None,
+            ])
+        });
+    let mut not_target = incoming(3);
+    not_target.origin_instance_domain = A.into();
+    let mut missing = incoming(4);
+    missing.source.item_id = Uuid::from_u128(0xdead);
+    let mut extra = incoming(5);
+    extra.event_payload = json!({"status": "accepted", "remark": "x", "extra": 1});
+    let batch = vec![
+        incoming(1),
+        not_target,
+        missing,
+        incoming(2),
+        extra,
+        incoming(1),
+    ];
+    let results = setup.build().store_events(&from_b(), batch).await;
+    let ids: Vec<Option<Uuid>> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|(_, id)| *id))
+        .collect();
+    assert!(
+        matches!(ids.as_slice(), [Some(a), Some(b), None] if a != b),
+        "{ids:?}"
+    );
+    assert_eq!(
+        codes(&results)
+            .into_iter()
+            .map(|r| r.map(|id| id.is_some()))
+            .collect::<Vec<_>>(),
+        vec![
+            Ok(true),
+            Err(ErrorCode::EventOriginForbidden),
+            Err(ErrorCode::SourceItemNotFound),
+            Ok(true),
+            Err(ErrorCode::InvalidEventRequest),
+            Ok(false),
+        ]
+    );
+    let (event, _) = results[3].as_ref().expect("stored");
+    assert_eq!((event.update_count, event.created_at), (2, now()));
+}
+
+#[tokio::test]
+async fn a_batch_follows_the_rules_of_single_events_for_its_caller() {
+    // Signed by another instance: every event refused, nothing read or stored.
+    let service = Setup::on(A, "yellow_dot/student")
+        .item(student_item("asha"))
+        .build();
+    let results = service
+        .store_events(
+            &signed_by("c-1", "blue_dot", C),
+            vec![incoming(1), incoming(2)],
+        )
+        .await;
+    assert_eq!(
+        codes(&results),
+        vec![
+            Err(ErrorCode::SignerNotInstance),
+            Err(ErrorCode::SignerNotInstance)
+        ]
+    );
+    // Unsigned in a network requiring signatures: the same.
+    let results = service
+        .store_events(&PeerCaller::Unsigned, vec![incoming(1)])
+        .await;
+    assert_eq!(codes(&results), vec![Err(ErrorCode::SignatureRequired)]);
+    assert!(service.store_events(&from_b(), Vec::new()).await.is_empty());
+    // Unsigned where the network is permissive: stored.
+    let mut permissive = batch_on_a("permissive");
+    permissive
+        .actions
+        .expect_store_events()
+        .times(1)
+        .returning(|events| Ok(events.iter().map(|e| Some(e.event_id)).collect()));
+    let results = permissive
+        .build()
+        .store_events(&PeerCaller::Unsigned, vec![incoming(1)])
+        .await;
+    assert!(matches!(codes(&results).as_slice(), [Ok(Some(_))]));
+}
+
+#[tokio::test]
+async fn events_of_a_different_action_stored_here_are_refused_in_a_batch() {
+    let mut setup = Setup::on(A, "yellow_dot/student").item(student_item("asha"));
+    setup.actions.expect_find_many().times(1).returning(|_| {
+        let mut other = action_on_b();
+        other.target.item_id = Uuid::from_u128(0x99);
+        Ok(vec![other])
+    });
+    let results = setup
+        .build()
+        .store_events(&from_b(), vec![incoming(1), incoming(2)])
+        .await;
+    assert_eq!(
+        codes(&results),
+        vec![
+            Err(ErrorCode::EventOriginForbidden),
+            Err(ErrorCode::EventOriginForbidden)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_batch_read_or_store_fails_every_event_that_needed_it() {
+    let mut not_member = incoming(1);
+    not_member.origin_instance_domain = "http://evil.example.org".into();
+    not_member.target.instance_url = "http://evil.example.org".into();
+
+    let mut unread = Setup::on(A, "yellow_dot/student").item(student_item("asha"));
+    unread
+        .actions
+        .expect_find_many()
+        .times(1)
+        .returning(|_| Err(CoreError::storage_unavailable()));
+    let results = unread
+        .build()
+        .store_events(
+            &from_b(),
+            vec![incoming(1), not_member.clone(), incoming(2)],
+        )
+        .await;
+    let unavailable = CoreError::storage_unavailable().code();
+    assert_eq!(
+        codes(&results),
+        vec![
+            Err(unavailable),
+            Err(ErrorCode::EventOriginForbidden),
+            Err(unavailable)
+        ]
+    );
+
+    let mut unstored = batch_on_a("required");
+    unstored
+        .actions
+        .expect_store_events()
+        .times(1)
+        .returning(|_| Err(CoreError::storage_unavailable()));
+    let results = unstored
+        .build()
+        .store_events(&from_b(), vec![not_member, incoming(1), incoming(2)])
+        .await;
+    assert_eq!(
+        codes(&results),
+        vec![
+            Err(ErrorCode::EventOriginForbidden),
+            Err(unavailable),
+            Err(unavailable)
+        ]
+    );
+}
