@@ -1442,18 +1442,26 @@ mod suite {
 
         assert_eq!(
             b.outbox
-                .defer_destination(SOURCE, at(90_000))
+                .defer_destination(SOURCE, at(60_000), at(90_000))
                 .await
                 .expect("defer"),
             2
         );
-        // Already as late as asked: nothing to change.
+        // Already due after the bound: left alone, even though asked for later.
         assert_eq!(
             b.outbox
-                .defer_destination(SOURCE, at(90_000))
+                .defer_destination(SOURCE, at(60_000), at(120_000))
                 .await
                 .expect("defer"),
             0
+        );
+        // Due before this bound: moved.
+        assert_eq!(
+            b.outbox
+                .defer_destination(SOURCE, at(95_000), at(100_000))
+                .await
+                .expect("defer"),
+            2
         );
         // Leased past the wake below, so that only the woken entries are due then.
         let due = b

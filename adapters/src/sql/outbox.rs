@@ -223,13 +223,13 @@ impl Outbox for SqlOutbox {
     async fn defer_destination(
         &self,
         destination: &str,
+        due_before: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<u64, CoreError> {
-        let until = to_millis(until);
         self.reschedule_destination(
             destination,
-            until,
-            Column::NextAttemptAt.lt(until),
+            to_millis(until),
+            Column::NextAttemptAt.lt(to_millis(due_before)),
             "defer outbox destination",
         )
         .await

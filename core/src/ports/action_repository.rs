@@ -154,11 +154,14 @@ pub trait Outbox: Send + Sync {
     async fn dead_letter(&self, id: Uuid, at: DateTime<Utc>, reason: &str)
     -> Result<(), CoreError>;
 
-    /// Pending entries for `destination` due no earlier than `until` (a failing peer's
-    /// backlog waits for its probe). Returns how many were deferred.
+    /// Pending entries for `destination` due before `due_before` become due at `until`
+    /// (a failing peer's backlog waits for its probe). Entries due at or after
+    /// `due_before` are left alone, so that repeated failures rewrite only the entries
+    /// that arrived since, not the whole backlog. Returns how many were deferred.
     async fn defer_destination(
         &self,
         destination: &str,
+        due_before: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<u64, CoreError>;
 

@@ -464,10 +464,14 @@ impl OutboxDispatcher {
             } => {
                 tracing::info!(%destination, %next_probe_at, "outbox destination failing; its backlog waits for a probe");
                 self.release(&held, next_probe_at).await;
+                // The backlog waits a probe interval past the probe (one that succeeds
+                // wakes it), so the next failures rewrite only the entries that arrived
+                // meanwhile, not a backlog of thousands on every probe.
+                let until = next_probe_at + chrono_duration(self.settings.backoff_cap_young);
                 if let Err(err) = self
                     .deps
                     .outbox
-                    .defer_destination(destination, next_probe_at)
+                    .defer_destination(destination, next_probe_at, until)
                     .await
                 {
                     tracing::warn!(error = %err, "cannot defer an outbox destination");

@@ -123,6 +123,8 @@ struct MemoryOutbox {
     claim_outage: std::sync::atomic::AtomicU32,
     /// Every `claim_due` call.
     claims: std::sync::atomic::AtomicU32,
+    /// Entries rewritten by `defer_destination`, in all.
+    deferred: Mutex<u64>,
 }
 
 impl MemoryOutbox {
@@ -255,15 +257,20 @@ impl Outbox for MemoryOutbox {
     async fn defer_destination(
         &self,
         destination: &str,
+        due_before: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<u64, CoreError> {
         let mut n = 0;
         for r in lock(&self.rows).iter_mut() {
-            if r.entry.state == OutboxState::Pending && r.entry.destination == destination {
-                r.entry.next_attempt_at = r.entry.next_attempt_at.max(until);
+            if r.entry.state == OutboxState::Pending
+                && r.entry.destination == destination
+                && r.entry.next_attempt_at < due_before
+            {
+                r.entry.next_attempt_at = until;
                 n += 1;
             }
         }
+        *lock(&self.deferred) += n;
         Ok(n)
     }
 
@@ -891,6 +898,53 @@ async fn a_batch_without_an_answer_retries_every_event_and_the_peer_gets_one_pro
         .await;
     assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 100);
     world.peer.applied_once_each(100);
+}
+
+#[tokio::test]
+async fn probes_of_a_failing_destination_do_not_rewrite_its_whole_backlog() {
+    let up = Arc::new(AtomicBool::new(false));
+    let world = World::new(b_down_until(up.clone()));
+    for n in 0..300 {
+        world.outbox.add(entry(n, B, start()));
+    }
+    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
+    world
+        .run_until(&dispatcher, Duration::from_secs(3600), |w| {
+            w.peer.calls_to(B).len() >= 12
+        })
+        .await;
+    assert!(dispatcher.stats().attempts_retried >= 12);
+    // A failure defers the backlog a probe interval past the next probe; the failures
+    // before that find nothing new to defer. Rewriting it on every probe would be 12 x 300.
+    let deferred = *lock(&world.outbox.deferred);
+    assert!(
+        deferred <= 5 * 300,
+        "{deferred} rewrites for a backlog of 300 over 12 probes"
+    );
+    // The backlog waits beyond the probe, yet the next probe goes on time and, answered,
+    // brings the whole backlog back at once.
+    let since = world.elapsed();
+    up.store(true, Ordering::SeqCst);
+    world
+        .run_until(&dispatcher, Duration::from_secs(3600), |w| {
+            !w.outbox.in_state(OutboxState::Delivered).is_empty()
+        })
+        .await;
+    let waited = world.elapsed() - since;
+    assert!(
+        waited <= settings().backoff_cap_young + Duration::from_secs(5),
+        "first delivery {waited:?} after the peer came back"
+    );
+    let woken_at = world.elapsed();
+    world
+        .run_until(&dispatcher, Duration::from_secs(3600), World::all_finished)
+        .await;
+    assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 300);
+    let rest = world.elapsed() - woken_at;
+    assert!(
+        rest < settings().backoff_cap_young,
+        "{rest:?} for the rest of the backlog"
+    );
 }
 
 /// B answers 503 until `up` is set.
