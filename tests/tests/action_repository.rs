@@ -173,6 +173,15 @@ fn query(user: &str, role: OwnershipRole) -> ActionQuery {
     }
 }
 
+/// The stored copy of an action, which the test knows is there.
+async fn stored_copy(b: &Backend, action_id: Uuid) -> ActionRecord {
+    b.actions
+        .find(action_id)
+        .await
+        .expect("find")
+        .expect("copy")
+}
+
 async fn create_new(repo: &dyn ActionRepository, new: &NewAction) -> ActionRecord {
     match repo.create(new).await.expect("create") {
         Created::New(stored) => stored,
@@ -480,12 +489,7 @@ mod suite {
             b.actions.store_event(&second).await.expect("store"),
             Some(second.event_id)
         );
-        let found = b
-            .actions
-            .find(copy.action_id)
-            .await
-            .expect("find")
-            .expect("copy");
+        let found = stored_copy(b, copy.action_id).await;
         assert_eq!(
             (
                 found.action_status.as_str(),
@@ -512,12 +516,7 @@ mod suite {
             b.actions.store_event(&first).await.expect("store"),
             Some(first.event_id)
         );
-        let found = b
-            .actions
-            .find(copy.action_id)
-            .await
-            .expect("find")
-            .expect("copy");
+        let found = stored_copy(b, copy.action_id).await;
         assert_eq!(
             (found.action_status.as_str(), found.update_count),
             ("accepted", 2)
@@ -526,12 +525,7 @@ mod suite {
         // A newer one without remarks keeps the stored remarks (as on the target).
         let third = event(&copy, "completed", 3, at(4_000));
         b.actions.store_event(&third).await.expect("store");
-        let found = b
-            .actions
-            .find(copy.action_id)
-            .await
-            .expect("find")
-            .expect("copy");
+        let found = stored_copy(b, copy.action_id).await;
         assert_eq!(
             (
                 found.action_status.as_str(),
@@ -582,12 +576,7 @@ mod suite {
         assert_eq!(b.actions.find(copy.action_id).await.expect("find"), None);
 
         b.actions.record_initiated(&copy).await.expect("record");
-        let found = b
-            .actions
-            .find(copy.action_id)
-            .await
-            .expect("find")
-            .expect("copy");
+        let found = stored_copy(b, copy.action_id).await;
         assert_eq!(
             (
                 found.action_status.as_str(),
@@ -623,12 +612,7 @@ mod suite {
             };
             record.await.expect("task").expect("record");
             assert!(store.await.expect("task").expect("store").is_some());
-            let found = b
-                .actions
-                .find(copy.action_id)
-                .await
-                .expect("find")
-                .expect("copy");
+            let found = stored_copy(b, copy.action_id).await;
             assert_eq!(
                 (found.action_status.as_str(), found.update_count),
                 ("accepted", 1),
@@ -674,12 +658,7 @@ mod suite {
             ]
         );
         // The copy is at the highest count of the batch, whatever the order in it.
-        let found = b
-            .actions
-            .find(copy.action_id)
-            .await
-            .expect("find")
-            .expect("copy");
+        let found = stored_copy(b, copy.action_id).await;
         assert_eq!(
             (
                 found.action_status.as_str(),
@@ -753,12 +732,7 @@ mod suite {
             let stored: HashSet<Uuid> = one.iter().chain(&two).flatten().copied().collect();
             assert_eq!(stored.len(), 2 * ACTIONS, "round {round}: each key once");
             for copy in &copies {
-                let found = b
-                    .actions
-                    .find(copy.action_id)
-                    .await
-                    .expect("find")
-                    .expect("copy");
+                let found = stored_copy(b, copy.action_id).await;
                 assert_eq!(
                     (found.action_status.as_str(), found.update_count),
                     ("completed", 2),

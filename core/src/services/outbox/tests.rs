@@ -631,6 +631,22 @@ impl World {
         dispatcher.run(stop).await
     }
 
+    /// `n` entries for `destination`, all due at the start.
+    fn backlog(&self, n: u32, destination: &str) {
+        for k in 0..n {
+            self.outbox.add(entry(k, destination, start()));
+        }
+    }
+
+    /// A dispatcher with the default settings, run until nothing is pending (at most
+    /// `limit` of simulated time).
+    async fn drain_with_defaults(&self, limit: Duration) -> OutboxDispatcher {
+        let dispatcher = self.dispatcher(settings(), Arc::new(Longest));
+        self.run_until(&dispatcher, limit, World::all_finished)
+            .await;
+        dispatcher
+    }
+
     fn all_finished(&self) -> bool {
         self.outbox.in_state(OutboxState::Pending).is_empty()
     }
@@ -762,13 +778,8 @@ impl Peer {
 async fn a_backlog_goes_to_a_peer_with_the_batch_route_in_batches() {
     let world = World::new(fine());
     world.peer.batches.store(true, Ordering::SeqCst);
-    for n in 0..300 {
-        world.outbox.add(entry(n, A, start()));
-    }
-    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
-    world
-        .run_until(&dispatcher, Duration::from_secs(600), World::all_finished)
-        .await;
+    world.backlog(300, A);
+    let dispatcher = world.drain_with_defaults(Duration::from_secs(600)).await;
     assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 300);
     world.peer.applied_once_each(300);
     let batches = world.peer.batch_requests.load(Ordering::SeqCst);
@@ -785,13 +796,8 @@ async fn a_backlog_goes_to_a_peer_with_the_batch_route_in_batches() {
 #[tokio::test]
 async fn a_peer_without_the_batch_route_gets_single_events_after_one_try() {
     let world = World::new(fine());
-    for n in 0..300 {
-        world.outbox.add(entry(n, A, start()));
-    }
-    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
-    world
-        .run_until(&dispatcher, Duration::from_secs(600), World::all_finished)
-        .await;
+    world.backlog(300, A);
+    world.drain_with_defaults(Duration::from_secs(600)).await;
     assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 300);
     world.peer.applied_once_each(300);
     assert_eq!(world.peer.batch_refusals.load(Ordering::SeqCst), 1);
@@ -803,13 +809,8 @@ async fn a_batch_refused_as_a_whole_sends_its_events_alone_and_keeps_batching() 
     let world = World::new(fine());
     world.peer.batches.store(true, Ordering::SeqCst);
     *lock(&world.peer.refuse_batches_with) = Some(413);
-    for n in 0..40 {
-        world.outbox.add(entry(n, A, start()));
-    }
-    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
-    world
-        .run_until(&dispatcher, Duration::from_secs(600), World::all_finished)
-        .await;
+    world.backlog(40, A);
+    world.drain_with_defaults(Duration::from_secs(600)).await;
     assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 40);
     world.peer.applied_once_each(40);
     assert!(world.outbox.in_state(OutboxState::Dead).is_empty());
@@ -827,9 +828,7 @@ async fn each_event_of_a_batch_gets_the_verdict_of_its_own_status() {
         }
     }));
     world.peer.batches.store(true, Ordering::SeqCst);
-    for n in 0..60 {
-        world.outbox.add(entry(n, A, start()));
-    }
+    world.backlog(60, A);
     let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
     world
         .run_until(&dispatcher, Duration::from_secs(30), |w| {
@@ -869,9 +868,7 @@ async fn a_batch_without_an_answer_retries_every_event_and_the_peer_gets_one_pro
         }
     }));
     world.peer.batches.store(true, Ordering::SeqCst);
-    for n in 0..100 {
-        world.outbox.add(entry(n, A, start()));
-    }
+    world.backlog(100, A);
     let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
     world
         .run_until(&dispatcher, Duration::from_secs(3600), |w| {
@@ -904,9 +901,7 @@ async fn a_batch_without_an_answer_retries_every_event_and_the_peer_gets_one_pro
 async fn probes_of_a_failing_destination_do_not_rewrite_its_whole_backlog() {
     let up = Arc::new(AtomicBool::new(false));
     let world = World::new(b_down_until(up.clone()));
-    for n in 0..300 {
-        world.outbox.add(entry(n, B, start()));
-    }
+    world.backlog(300, B);
     let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
     world
         .run_until(&dispatcher, Duration::from_secs(3600), |w| {
@@ -947,7 +942,6 @@ async fn probes_of_a_failing_destination_do_not_rewrite_its_whole_backlog() {
     );
 }
 
-/// B answers 503 until `up` is set.
 #[tokio::test]
 async fn a_backlog_being_sent_is_not_rescanned_after_every_delivery() {
     let world = World::new(fine());
@@ -967,6 +961,7 @@ async fn a_backlog_being_sent_is_not_rescanned_after_every_delivery() {
     assert!(claims < 40, "{claims} claims for 300 deliveries");
 }
 
+/// B answers 503 until `up` is set.
 fn b_down_until(up: Arc<AtomicBool>) -> Script {
     Box::new(move |destination, _| {
         if destination == B && !up.load(Ordering::SeqCst) {
