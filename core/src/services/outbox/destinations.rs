@@ -306,12 +306,23 @@ impl Destinations {
         self.states.values().map(|s| s.held.len()).sum()
     }
 
-    /// The stored spellings of the destinations with at least `busy` entries in flight or
-    /// held: claims leave their backlog alone so that other destinations get their turn.
-    pub fn busy_at_least(&self, busy: usize) -> Vec<String> {
+    /// The stored spellings of the destinations with enough entries in flight or held:
+    /// `busy`, or for a destination that may take batches, enough to fill every request slot
+    /// with a batch of `batch`. Claims leave their backlog alone so that other destinations
+    /// get their turn.
+    pub fn saturated(&self, busy: usize, batch: usize, now: DateTime<Utc>) -> Vec<String> {
+        let per_batches = self.per_destination * batch;
         self.states
             .values()
-            .filter(|s| s.in_flight + s.riders + s.held.len() >= busy)
+            .filter(|s| {
+                let batching = s.failing.is_none() && s.no_batch_until.is_none_or(|t| now >= t);
+                let enough = if batching {
+                    busy.max(per_batches)
+                } else {
+                    busy
+                };
+                s.in_flight + s.riders + s.held.len() >= enough
+            })
             .flat_map(|s| s.spellings.iter().cloned())
             .collect()
     }

@@ -225,7 +225,11 @@ impl OutboxDispatcher {
             let destinations = lock(&self.destinations);
             (
                 destinations.in_flight() + destinations.held(),
-                destinations.busy_at_least(refill_at),
+                destinations.saturated(
+                    refill_at,
+                    self.settings.batch_events,
+                    self.deps.clock.now(),
+                ),
             )
         };
         let room = self.settings.max_in_flight.saturating_sub(busy);

@@ -58,7 +58,7 @@ impl Default for OutboxSettings {
         OutboxSettings {
             poll_interval: Duration::from_secs(1),
             concurrency_per_destination: 4,
-            max_in_flight: 64,
+            max_in_flight: 256,
             batch_events: 50,
             batch_bytes: 256 * 1024,
             batch_recheck: Duration::from_secs(3600),

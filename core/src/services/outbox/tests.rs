@@ -945,10 +945,15 @@ async fn probes_of_a_failing_destination_do_not_rewrite_its_whole_backlog() {
 #[tokio::test]
 async fn a_backlog_being_sent_is_not_rescanned_after_every_delivery() {
     let world = World::new(fine());
-    for n in 0..300 {
-        world.outbox.add(entry(n, A, start()));
-    }
-    let dispatcher = world.dispatcher(settings(), Arc::new(Longest));
+    world.backlog(300, A);
+    // Room for one destination's share only: refills come once per claim batch.
+    let dispatcher = world.dispatcher(
+        OutboxSettings {
+            max_in_flight: 64,
+            ..settings()
+        },
+        Arc::new(Longest),
+    );
 
     world
         .run_until(&dispatcher, Duration::from_secs(600), World::all_finished)
@@ -959,6 +964,21 @@ async fn a_backlog_being_sent_is_not_rescanned_after_every_delivery() {
     // each delivery would scan the whole backlog 300 times. Refills take one per batch.
     let claims = world.outbox.claims.load(Ordering::SeqCst);
     assert!(claims < 40, "{claims} claims for 300 deliveries");
+}
+
+#[tokio::test]
+async fn with_room_to_spare_a_saturated_destination_is_rescanned_at_most_once_per_poll() {
+    let world = World::new(fine());
+    world.backlog(300, A);
+    let dispatcher = world.drain_with_defaults(Duration::from_secs(600)).await;
+    assert_eq!(world.outbox.in_state(OutboxState::Delivered).len(), 300);
+    let claims = u64::from(world.outbox.claims.load(Ordering::SeqCst));
+    let refills = 300 / u64::from(settings().claim_batch);
+    let polls = world.elapsed().as_secs() / dispatcher.settings().poll_interval.as_secs();
+    assert!(
+        claims <= refills + polls + 5,
+        "{claims} claims: {refills} refills, {polls} poll intervals"
+    );
 }
 
 /// B answers 503 until `up` is set.
