@@ -1425,7 +1425,14 @@ mod model {
         futures::future::select(run, crash).await;
     }
 
-    fn check(seed: u64, per_destination: u32, refuse: u64, lose_answer: u64, lives: Vec<u32>) {
+    fn check(
+        seed: u64,
+        per_destination: u32,
+        refuse: u64,
+        lose_answer: u64,
+        lives: Vec<u32>,
+        batches: bool,
+    ) {
         let random = Arc::new(Seeded::new(seed));
         let script_random = random.clone();
         let script: Script = Box::new(move |_, _| {
@@ -1449,6 +1456,8 @@ mod model {
         };
         let mut world = World::with_outbox(outbox, script);
         world.step = Duration::from_secs(1);
+        // A peer with the batch route gets the waiting entries in batches.
+        world.peer.batches.store(batches, Ordering::SeqCst);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
@@ -1495,12 +1504,13 @@ mod model {
         #[test]
         fn with_failures_and_crashes_every_event_arrives_once(
             seed in any::<u64>(),
-            per_destination in 1u32..8,
+            per_destination in 1u32..40,
             refuse in 0u64..60,
             lose_answer in 0u64..30,
             lives in proptest::collection::vec(1u32..200, 1..4),
+            batches in any::<bool>(),
         ) {
-            check(seed, per_destination, refuse, lose_answer, lives);
+            check(seed, per_destination, refuse, lose_answer, lives, batches);
         }
     }
 }
