@@ -77,7 +77,7 @@ impl PeerTransport for Receiver {
     async fn store_events(
         &self,
         peer: &str,
-        bodies: &[Value],
+        bodies: Vec<Value>,
         _: &str,
     ) -> Result<BatchAnswer, PeerError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);

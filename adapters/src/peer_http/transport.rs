@@ -328,14 +328,18 @@ impl PeerTransport for HttpPeerTransport {
     async fn store_events(
         &self,
         peer_url: &str,
-        bodies: &[Value],
+        bodies: Vec<Value>,
         request_id: &str,
     ) -> Result<BatchAnswer, PeerError> {
         let sent = bodies.len();
         self.exchange(
             peer_url,
             Operation::StoreEvents,
-            serde_json::json!({ "events": bodies }),
+            // Moved, not copied: `json!` would serialize the bodies again.
+            Value::Object(serde_json::Map::from_iter([(
+                "events".to_string(),
+                Value::Array(bodies),
+            )])),
             &[],
             request_id,
             |answer| batch_answer(answer, sent),

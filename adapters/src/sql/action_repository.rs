@@ -257,27 +257,6 @@ fn lock_key(action_id: Uuid) -> i64 {
     action_id.as_u64_pair().0.cast_signed()
 }
 
-/// [`ActionRepository::store_event`] on PostgreSQL: one call of `dpg_store_event` (see its
-/// migration), which locks, inserts and advances the copy as the transaction below does.
-async fn store_event_in_one_call(
-    conn: &DatabaseConnection,
-    event: &ActionEvent,
-) -> Result<bool, CoreError> {
-    let op = "store event";
-    let event_row = action_event::row_json(event).map_err(|e| storage_error(op, &e))?;
-    let row = conn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT dpg_store_event($1, $2) AS stored",
-            [lock_key(event.action_id).into(), event_row.into()],
-        ))
-        .await
-        .map_err(|e| storage_error(op, &e))?
-        .ok_or_else(|| CoreError::internal("storage failure during store event: no answer"))?;
-    row.try_get::<bool>("", "stored")
-        .map_err(|e| storage_error(op, &e))
-}
-
 /// [`ActionRepository::store_events`] on PostgreSQL: one statement, so one transaction,
 /// calling `dpg_store_event` for each event in ascending lock-key order (two batches then
 /// take their advisory locks in one order and never wait on each other in a cycle). The
@@ -515,21 +494,11 @@ impl ActionRepository for SqlActionRepository {
 
     #[tracing::instrument(level = "debug", skip_all, fields(action_id = %event.action_id, update_count = event.update_count))]
     async fn store_event(&self, event: &ActionEvent) -> Result<Option<Uuid>, CoreError> {
-        if self.backend == DbBackend::Postgres {
-            let stored = store_event_in_one_call(&self.conn, event).await?;
-            return Ok(stored.then_some(event.event_id));
-        }
-        let op = "store event";
-        let txn = begin_write(&self.conn)
-            .await
-            .map_err(|e| storage_error(op, &e))?;
-        lock_action(&txn, self.backend, event.action_id).await?;
-        if !insert_received(&txn, event, op).await? {
-            txn.rollback().await.map_err(|e| storage_error(op, &e))?;
-            return Ok(None);
-        }
-        txn.commit().await.map_err(|e| storage_error(op, &e))?;
-        Ok(Some(event.event_id))
+        // A batch of one: the same statement (PostgreSQL) or transaction (SQLite).
+        let mut stored = self.store_events(std::slice::from_ref(event)).await?;
+        stored
+            .pop()
+            .ok_or_else(|| CoreError::internal("storage failure during store event: no answer"))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(events = events.len()))]

@@ -112,7 +112,7 @@ pub trait PeerTransport: Send + Sync {
     async fn store_events(
         &self,
         peer_url: &str,
-        bodies: &[Value],
+        bodies: Vec<Value>,
         request_id: &str,
     ) -> Result<BatchAnswer, PeerError>;
 }

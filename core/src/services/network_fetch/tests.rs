@@ -241,7 +241,7 @@ impl PeerTransport for Transport {
     async fn store_events(
         &self,
         _: &str,
-        _: &[Value],
+        _: Vec<Value>,
         _: &str,
     ) -> Result<crate::ports::BatchAnswer, PeerError> {
         Err(PeerError::Unreachable("reads only".into()))

@@ -62,6 +62,13 @@ struct State {
     last_wake: Option<DateTime<Utc>>,
 }
 
+impl State {
+    /// Healthy (probes go alone) and not known to lack the batch route.
+    fn takes_batches(&self, now: DateTime<Utc>) -> bool {
+        self.failing.is_none() && self.no_batch_until.is_none_or(|until| now >= until)
+    }
+}
+
 /// All destinations, keyed by normalized instance URL.
 #[derive(Debug)]
 pub struct Destinations {
@@ -149,8 +156,7 @@ impl Destinations {
         now: DateTime<Utc>,
     ) -> Vec<OutboxEntry> {
         let state = self.state(destination);
-        let batching = state.no_batch_until.is_none_or(|until| now >= until);
-        if state.failing.is_some() || !batching {
+        if !state.takes_batches(now) {
             return Vec::new();
         }
         let mut riders = Vec::new();
@@ -315,8 +321,7 @@ impl Destinations {
         self.states
             .values()
             .filter(|s| {
-                let batching = s.failing.is_none() && s.no_batch_until.is_none_or(|t| now >= t);
-                let enough = if batching {
+                let enough = if s.takes_batches(now) {
                     busy.max(per_batches)
                 } else {
                     busy

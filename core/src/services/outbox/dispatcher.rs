@@ -371,9 +371,8 @@ impl OutboxDispatcher {
         let answer = self
             .deps
             .transport
-            .store_events(&destination, &bodies, &request_id)
+            .store_events(&destination, bodies, &request_id)
             .await;
-        drop(bodies);
         let count = riders.len();
         match answer {
             Ok(BatchAnswer::Statuses(statuses)) if statuses.len() == count + 1 => {

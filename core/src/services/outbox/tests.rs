@@ -515,7 +515,7 @@ impl PeerTransport for Peer {
     async fn store_events(
         &self,
         peer_url: &str,
-        bodies: &[Value],
+        bodies: Vec<Value>,
         request_id: &str,
     ) -> Result<BatchAnswer, PeerError> {
         assert!(request_id.starts_with("outbox-batch-"));
@@ -529,7 +529,7 @@ impl PeerTransport for Peer {
             return Ok(BatchAnswer::Refused(status));
         }
         self.batch_requests.fetch_add(1, Ordering::SeqCst);
-        let answers = self.request(peer_url, bodies).await;
+        let answers = self.request(peer_url, &bodies).await;
         // A failure of the peer itself (no answer) fails the whole request.
         if let Some(Err(error)) = answers
             .iter()
