@@ -104,6 +104,9 @@ pub struct PeerConfig {
     pub instance_key: Option<InstanceKeySource>,
     /// An extra trust anchor for peers' TLS certificates (`PEER_CA_FILE`).
     pub ca_file: Option<PathBuf>,
+    /// Sign reads with the pair key this instance shares with a peer instead of its
+    /// Ed25519 key (`PEER_PAIR_KEY_READS`, default true).
+    pub pair_key_reads: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -319,6 +322,15 @@ impl Config {
                     }
                 },
                 ca_file: get("PEER_CA_FILE").map(PathBuf::from),
+                pair_key_reads: match get("PEER_PAIR_KEY_READS").as_deref() {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(other) => {
+                        return Err(format!(
+                            "PEER_PAIR_KEY_READS must be true or false, not {other:?}"
+                        ));
+                    }
+                },
             },
             outbox: outbox_settings(&get)?,
             auth_enabled,
@@ -634,6 +646,17 @@ mod tests {
         assert!(c.allowed_origins.is_empty());
         assert_eq!(c.bootstrap_admin, None);
         assert_eq!(c.outbox, OutboxSettings::default());
+        assert!(c.peers.pair_key_reads);
+    }
+
+    #[test]
+    fn pair_key_reads_can_be_switched_off_and_nothing_else() {
+        let off = config(&[("PEER_PAIR_KEY_READS", "false")]).expect("off");
+        assert!(!off.peers.pair_key_reads);
+        let on = config(&[("PEER_PAIR_KEY_READS", "true")]).expect("on");
+        assert!(on.peers.pair_key_reads);
+        let error = config(&[("PEER_PAIR_KEY_READS", "no")]).expect_err("refused");
+        assert!(error.contains("PEER_PAIR_KEY_READS"), "{error}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ use dpg_core::services::rate_limit::Limit;
 use dpg_core::services::{
     ActionService, ActionServiceDeps, AuthService, AuthServiceDeps, AuthSettings, HealthService,
     ItemService, ItemServiceDeps, NetworkFetchDeps, NetworkFetchService, NetworkFetchSettings,
-    NetworkSchemaService, OutboxAdmin, OutboxDeps, OutboxDispatcher, PeerItemsService,
+    NetworkSchemaService, OutboxAdmin, OutboxDeps, OutboxDispatcher, PairKeys, PeerItemsService,
     PeerTrustService, SchemaServiceDeps,
 };
 use dpg_openapi::cors::CorsPolicy;
@@ -137,14 +137,21 @@ impl Instance {
             }
         }
 
-        let signer = match &config.peers.instance_key {
-            Some(source) => Some(crate::keys::signer(
-                crate::keys::load(source)?,
-                &catalog.current(),
-                &config.base_url,
-            )),
+        let instance_key = match &config.peers.instance_key {
+            Some(source) => Some(crate::keys::load(source)?),
             None => None,
         };
+        // Shared by the signer and the verifier: each pair key is derived once.
+        let pair_keys = instance_key
+            .as_ref()
+            .map(|key| Arc::new(PairKeys::new(key)));
+        let signer = instance_key.map(|key| {
+            let signer = crate::keys::signer(key, &catalog.current(), &config.base_url);
+            match (&pair_keys, config.peers.pair_key_reads) {
+                (Some(keys), true) => signer.with_pair_reads(keys.clone(), catalog.clone()),
+                _ => signer,
+            }
+        });
         if signer.is_none() && catalog.current().requires_signatures() {
             anyhow::bail!(
                 "a network requires signed peer requests (peer_auth: required) but this instance has no key: \
@@ -211,6 +218,9 @@ impl Instance {
         if let Some(dispatcher) = &dispatcher {
             // A peer that proves itself is up: its waiting events go at once.
             peer_trust = peer_trust.with_contacts(dispatcher.clone());
+        }
+        if let Some(keys) = pair_keys {
+            peer_trust = peer_trust.with_pair_keys(keys);
         }
         let peer_trust = Arc::new(peer_trust);
 

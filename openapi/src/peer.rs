@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use dpg_core::peer_auth::{ALG_ED25519, ALG_HMAC_SHA256, SignatureAlg};
 use dpg_core::services::{PeerCaller, ReceivedRequest};
 use poem::http::StatusCode;
 use poem::{Body, Request, RequestBody};
@@ -96,13 +97,21 @@ impl<'a> ApiExtractor<'a> for SignedPeer {
                 metrics::counter!("dpg_peer_signature_failures_total", "reason" => err.code().as_str()).increment(1);
                 ApiError::from(err)
             })?;
-        let outcome = match &caller {
-            PeerCaller::Signed { .. } => "signed",
-            PeerCaller::Unsigned => "unsigned",
+        let (outcome, alg) = match &caller {
+            PeerCaller::Signed { alg, .. } => ("signed", alg_label(*alg)),
+            PeerCaller::Unsigned => ("unsigned", "none"),
         };
-        metrics::counter!("dpg_peer_requests_received_total", "signature" => outcome).increment(1);
+        metrics::counter!("dpg_peer_requests_received_total", "signature" => outcome, "alg" => alg)
+            .increment(1);
         *body = RequestBody::new(Body::from(bytes));
         Ok(SignedPeer(caller))
+    }
+}
+
+fn alg_label(alg: SignatureAlg) -> &'static str {
+    match alg {
+        SignatureAlg::Ed25519 => ALG_ED25519,
+        SignatureAlg::HmacSha256 => ALG_HMAC_SHA256,
     }
 }
 

@@ -2,8 +2,9 @@
 //! peer call signed (RFC 9421), forged and tampered calls refused with clear codes, and peers
 //! behind TLS reached through a private CA (`PEER_CA_FILE`).
 
-use dpg_core::peer_auth::SigningKey;
-use dpg_core::services::PeerSigner;
+use dpg_core::peer_auth::{MacKey, SigningKey};
+use dpg_core::services::{PairKeys, PeerSigner};
+use dpg_tests::support::keys::{INSTANCE_KEY_ENV, InstanceKey};
 use dpg_tests::support::network::{COUNT_LOCAL, FETCH_LOCAL, NETWORK, Reply, STUDENT, TestNetwork};
 use serde_json::{Value, json};
 
@@ -44,10 +45,23 @@ impl Sent {
 
     /// Signed by `signer` for `origin` + `path`, created at `created`.
     fn signed(signer: &PeerSigner, origin: &str, path: &str, body: &Value, created: i64) -> Sent {
+        Sent::signed_with(signer, None, origin, path, body, created)
+    }
+
+    /// [`Sent::signed`] with `pair_key` (`hmac-sha256`) when given.
+    fn signed_with(
+        signer: &PeerSigner,
+        pair_key: Option<&MacKey>,
+        origin: &str,
+        path: &str,
+        body: &Value,
+        created: i64,
+    ) -> Sent {
         let mut sent = Sent::unsigned(path, body);
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let headers = signer
-            .headers(
+            .headers_with(
+                pair_key,
                 "POST",
                 &format!("{origin}{path}"),
                 "application/json",
@@ -137,6 +151,91 @@ async fn a_required_network_reads_through_signed_peers_and_refuses_unsigned_call
         keys.body["keys"],
         json!([{"kid": signer.kid(), "alg": "ed25519", "public_key": signer.public_key_b64url()}])
     );
+}
+
+/// The `dpg_peer_requests_received_total` samples of `/metrics` on instance `index` (the
+/// recorder is shared by the in-process instances of this test binary).
+async fn received_samples(net: &TestNetwork, index: usize) -> Vec<String> {
+    let text = net
+        .instance(index)
+        .client
+        .get(net.instance(index).url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|line| line.starts_with("dpg_peer_requests_received_total{"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn reads_between_instances_go_with_pair_keys_and_a_refusing_peer_gets_ed25519() {
+    // Instance 1 holds another key than the one the document lists for it: it cannot
+    // check pair-key reads (nor would an instance that predates them), but it still
+    // verifies Ed25519 signatures from the others.
+    let unlisted = InstanceKey::generate("unlisted");
+    let net = TestNetwork::builder(3)
+        .signed()
+        .env(1, INSTANCE_KEY_ENV, unlisted.env_value())
+        .start()
+        .await
+        .expect("network boots");
+    net.seed_round_robin(STUDENT, 6, student)
+        .await
+        .expect("seeded");
+    for round in 0..2 {
+        let reply = net
+            .network_fetch(0, STUDENT, &format!("&cache_ttl_seconds={}", 300 + round))
+            .await
+            .expect("answered");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["meta"]["partial"], false, "{}", reply.body);
+        assert_eq!(reply.body["meta"]["total"], 6, "{}", reply.body);
+        for peer in 1..3 {
+            assert_eq!(peer_status(&reply, net.url(peer)), "ok", "{}", reply.body);
+        }
+    }
+    let samples = received_samples(&net, 2).await;
+    assert!(
+        samples
+            .iter()
+            .any(|line| line.contains("signature=\"signed\"")
+                && line.contains("alg=\"hmac-sha256\"")),
+        "pair-key reads were received: {samples:?}"
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|line| line.contains("signature=\"signed\"") && line.contains("alg=\"ed25519\"")),
+        "Ed25519 reads were received after the refusal: {samples:?}"
+    );
+
+    // A read under instance 0's kid with a pair key of two other keys is refused.
+    let member0 = net.signer(0).expect("signed").clone();
+    let foreign = PairKeys::new(&SigningKey::from_seed(&[44; 32]))
+        .sending_to(&SigningKey::from_seed(&[45; 32]).verifying_key())
+        .expect("a pair key");
+    let query = count_query();
+    let forged = Sent::signed_with(
+        &member0,
+        Some(&foreign),
+        net.url(2),
+        COUNT_LOCAL,
+        &query,
+        now(),
+    );
+    let reply = forged.to(&net, 2).await;
+    assert_refused(
+        &reply,
+        401,
+        "SIGNATURE_INVALID",
+        "a pair key of other instances",
+    );
+    net.stop().await.expect("stopped");
 }
 
 #[tokio::test]

@@ -5,8 +5,10 @@ use std::error::Error as _;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use dpg_core::CoreError;
 use dpg_core::model::ItemFilter;
+use dpg_core::peer_auth::MacKey;
 use dpg_core::ports::{
     BatchAnswer, PeerAnswer, PeerError, PeerPage, PeerPageAnswer, PeerTransport,
 };
@@ -84,6 +86,11 @@ impl Operation {
         }
     }
 
+    /// Reads may be signed with a pair key; writes always carry an Ed25519 signature.
+    fn is_read(self) -> bool {
+        matches!(self, Operation::CountLocal | Operation::FetchLocal)
+    }
+
     fn path(self) -> &'static str {
         match self {
             Operation::CountLocal => "/api/v1/network/item/count_local",
@@ -156,7 +163,7 @@ impl HttpPeerTransport {
         let started = Instant::now();
         let (peer, result) = match endpoint(peer_url, operation) {
             Ok((origin, url)) => {
-                let call = self.post(url, body, headers, request_id);
+                let call = self.post(peer_url, url, operation, body, headers, request_id);
                 let result = match tokio::time::timeout(self.call_timeout, call).await {
                     Ok(answer) => answer.and_then(interpret),
                     Err(_) => Err(PeerError::Timeout),
@@ -178,9 +185,15 @@ impl HttpPeerTransport {
         result
     }
 
+    /// Sends the call, signed when this instance has a key. A read goes with the pair key
+    /// of this instance and the peer when there is one; a peer that refuses it (401: an
+    /// older instance, or one that does not hold the key it publishes) gets the same read
+    /// again with an Ed25519 signature, and Ed25519 reads for a while.
     async fn post(
         &self,
+        peer_url: &str,
         url: Url,
+        operation: Operation,
         body: Value,
         headers: &[(&'static str, &str)],
         request_id: &str,
@@ -190,13 +203,58 @@ impl HttpPeerTransport {
                 "peers are called over https only".to_string(),
             ));
         }
-        let body = body.to_string().into_bytes();
+        // Shared, not copied, by a second attempt.
+        let body = Bytes::from(body.to_string().into_bytes());
+        let now = chrono::Utc::now().timestamp();
+        let pair_key = match &self.signer {
+            Some(signer) if operation.is_read() => signer.pair_key_for(peer_url, now),
+            _ => None,
+        };
+        let answer = self
+            .send(
+                url.clone(),
+                body.clone(),
+                pair_key.as_ref(),
+                headers,
+                request_id,
+            )
+            .await?;
+        if answer.status != 401 || pair_key.is_none() {
+            return Ok(answer);
+        }
+        if let Some(signer) = &self.signer {
+            signer.pair_key_refused(peer_url, now);
+        }
+        tracing::info!(
+            peer = url.origin().ascii_serialization(),
+            request_id,
+            "the peer refused a pair-key signature; its reads are signed with Ed25519 for now"
+        );
+        self.send(url, body, None, headers, request_id).await
+    }
+
+    async fn send(
+        &self,
+        url: Url,
+        body: Bytes,
+        pair_key: Option<&MacKey>,
+        headers: &[(&'static str, &str)],
+        request_id: &str,
+    ) -> Result<Answer, PeerError> {
         let mut signature_headers = Vec::new();
         if let Some(signer) = &self.signer {
             let nonce = uuid::Uuid::new_v4().simple().to_string();
             let now = chrono::Utc::now().timestamp();
             signature_headers = signer
-                .headers("POST", url.as_str(), "application/json", &body, now, &nonce)
+                .headers_with(
+                    pair_key,
+                    "POST",
+                    url.as_str(),
+                    "application/json",
+                    &body,
+                    now,
+                    &nonce,
+                )
                 .map_err(|e| PeerError::Unreachable(format!("cannot sign: {e}")))?;
         }
         let mut request = self

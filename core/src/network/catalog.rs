@@ -63,6 +63,8 @@ pub struct NetworkCatalog {
     /// Who publishes each `kid`, decoded once per load: a signature check per peer request
     /// must not decode base64 and decompress a curve point again.
     key_holders: HashMap<String, Vec<KeyHolder>>,
+    /// The distinct keys each instance (normalized URL) publishes, in any network.
+    instance_keys: HashMap<String, Vec<crate::peer_auth::VerifyingKey>>,
     pub loaded_at: DateTime<Utc>,
     pub origin: CatalogOrigin,
 }
@@ -93,6 +95,20 @@ fn key_holders<'a>(
     holders
 }
 
+/// The distinct keys of each instance, from [`key_holders`].
+fn instance_keys(
+    holders: &HashMap<String, Vec<KeyHolder>>,
+) -> HashMap<String, Vec<crate::peer_auth::VerifyingKey>> {
+    let mut keys: HashMap<String, Vec<crate::peer_auth::VerifyingKey>> = HashMap::new();
+    for (_, url, key) in holders.values().flatten() {
+        let listed = keys.entry(url.clone()).or_default();
+        if !listed.contains(key) {
+            listed.push(*key);
+        }
+    }
+    keys
+}
+
 /// One entry of `GET /api/v1/network/schemas` (reference-contract §1.12).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SchemaIndexEntry {
@@ -119,6 +135,7 @@ impl NetworkCatalog {
         NetworkCatalog {
             networks: IndexMap::new(),
             key_holders: HashMap::new(),
+            instance_keys: HashMap::new(),
             loaded_at: now,
             origin: CatalogOrigin::Sources,
         }
@@ -172,9 +189,11 @@ impl NetworkCatalog {
             );
         }
         let key_holders = key_holders(networks.values().map(|n| &n.document));
+        let instance_keys = instance_keys(&key_holders);
         NetworkCatalog {
             networks,
             key_holders,
+            instance_keys,
             loaded_at,
             origin,
         }
@@ -313,6 +332,14 @@ impl NetworkCatalog {
     /// Network Schema is the only trust root of peer signatures.
     pub fn signing_key(&self, kid: &str) -> &[KeyHolder] {
         self.key_holders.get(kid).map_or(&[], Vec::as_slice)
+    }
+
+    /// The distinct keys the instance at `instance_url` (normalized) publishes, over all
+    /// loaded networks.
+    pub fn instance_keys(&self, instance_url: &str) -> &[crate::peer_auth::VerifyingKey] {
+        self.instance_keys
+            .get(instance_url)
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Whether the instance at `instance_url` (normalized) is listed in `network`.

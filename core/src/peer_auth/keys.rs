@@ -91,6 +91,11 @@ impl SigningKey {
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.0.sign(message).to_bytes()
     }
+
+    /// The X25519 secret scalar of this key (unclamped), for pair keys.
+    pub(super) fn scalar_bytes(&self) -> [u8; 32] {
+        self.0.to_scalar_bytes()
+    }
 }
 
 /// An Ed25519 public key that verifies peer signatures.
@@ -147,6 +152,11 @@ impl VerifyingKey {
 
     pub fn to_bytes(&self) -> [u8; 32] {
         self.0.to_bytes()
+    }
+
+    /// The X25519 (Montgomery) form of this key, for pair keys.
+    pub(super) fn montgomery(&self) -> curve25519_dalek::montgomery::MontgomeryPoint {
+        self.0.to_montgomery()
     }
 
     /// Base64url of the 32 raw bytes, without padding.

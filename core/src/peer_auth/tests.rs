@@ -110,6 +110,109 @@ fn rfc_9421_b_2_6_header_pair_verifies() {
     );
 }
 
+/// The shared secret of RFC 9421 §B.1.5 (`test-shared-secret`), base64.
+const RFC_SHARED_SECRET: &str =
+    "uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ==";
+const RFC_B25_SIGNATURE: &str = "pxcQw6G3AjtMBQjwo8XzkZf/bws5LelbaMk5rGIGtE8=";
+
+fn rfc_shared_secret() -> MacKey {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(RFC_SHARED_SECRET)
+        .expect("RFC secret");
+    MacKey::from_bytes(&bytes)
+}
+
+#[test]
+fn rfc_9421_b_2_5_hmac_sha256_signature_and_verification() {
+    let covered = ["date", "@authority", "content-type"];
+    let params = SignatureParams::new()
+        .with_created(1_618_884_473)
+        .with_keyid("test-shared-secret");
+    let key = rfc_shared_secret();
+    let signed = sign_request_mac_with_label(&rfc_request(), &covered, &params, &key, "sig-b25")
+        .expect("signs");
+    assert_eq!(
+        signed.signature_input,
+        "sig-b25=(\"date\" \"@authority\" \"content-type\");created=1618884473\
+         ;keyid=\"test-shared-secret\""
+    );
+    assert_eq!(signed.signature, format!("sig-b25=:{RFC_B25_SIGNATURE}:"));
+
+    // Without `alg` the key decides (RFC 9421 §3.2).
+    let lookup = |kid: &str, alg: Option<SignatureAlg>| {
+        assert_eq!(alg, None);
+        (kid == "test-shared-secret")
+            .then(|| VerificationKey::HmacSha256(rfc_shared_secret()))
+            .ok_or(SignatureError::UnknownKey)
+    };
+    let verified = verify_request_keyed(
+        &rfc_request(),
+        Some(&signed.signature_input),
+        Some(&signed.signature),
+        None,
+        lookup,
+    )
+    .expect("the RFC MAC verifies");
+    assert_eq!(verified.alg, SignatureAlg::HmacSha256);
+    assert_eq!(verified.label, "sig-b25");
+
+    // The Ed25519-only verifier does not take a shared-secret signature for one.
+    assert!(matches!(
+        verify_request(
+            &rfc_request(),
+            Some(&signed.signature_input),
+            Some(&signed.signature),
+            |_| Some(alice().verifying_key()),
+        ),
+        Err(SignatureError::Malformed(_))
+    ));
+}
+
+#[test]
+fn a_named_algorithm_must_match_the_key() {
+    let parts = peer_request();
+    let params = standard_params("alice").with_alg(ALG_HMAC_SHA256);
+    let mac = MacKey::from_bytes(b"pair");
+    let signed = sign_request_mac(&parts, STANDARD_COVERED, &params, &mac).expect("signs");
+    let verify = |key: VerificationKey| {
+        verify_request_keyed(
+            &parts,
+            Some(&signed.signature_input),
+            Some(&signed.signature),
+            None,
+            move |_, alg| {
+                assert_eq!(alg, Some(SignatureAlg::HmacSha256));
+                Ok(key.clone())
+            },
+        )
+    };
+    assert!(verify(VerificationKey::HmacSha256(mac.clone())).is_ok());
+    assert_eq!(
+        verify(VerificationKey::HmacSha256(MacKey::from_bytes(b"other"))).map(|v| v.alg),
+        Err(SignatureError::BadSignature)
+    );
+    assert_eq!(
+        verify(VerificationKey::Ed25519(alice().verifying_key())).map(|v| v.alg),
+        Err(SignatureError::UnsupportedAlg),
+        "an Ed25519 key does not check a signature that names hmac-sha256"
+    );
+    assert_eq!(
+        verify_request(
+            &parts,
+            Some(&signed.signature_input),
+            Some(&signed.signature),
+            lookup
+        ),
+        Err(SignatureError::UnsupportedAlg)
+    );
+    assert_eq!(
+        sign_request_mac(&parts, STANDARD_COVERED, &standard_params("alice"), &mac),
+        Err(SignatureError::UnsupportedAlg),
+        "a MAC is not signed under alg=ed25519"
+    );
+}
+
 // --- our standard covered set ------------------------------------------------------------
 
 const BODY: &[u8] = br#"{"action":"perform","id":"0193"}"#;
@@ -192,7 +295,7 @@ fn standard_round_trip() {
             created: Some(NOW),
             expires: Some(NOW + 300),
             nonce: Some("n-6f1c2a".to_string()),
-            alg: Some("ed25519".to_string()),
+            alg: SignatureAlg::Ed25519,
             tag: None,
             covered: STANDARD_COVERED.iter().map(|c| c.to_string()).collect(),
         }

@@ -25,5 +25,5 @@ pub use outbox::{
     PeerContacts,
 };
 pub use peer_items::{PeerItemsService, PeerPageRequest};
-pub use peer_trust::{PeerCaller, PeerSigner, PeerTrustService, ReceivedRequest};
+pub use peer_trust::{PairKeys, PeerCaller, PeerSigner, PeerTrustService, ReceivedRequest};
 pub use schemas::{LoadStatus, NetworkSchemaService, ReloadReport, SchemaServiceDeps};

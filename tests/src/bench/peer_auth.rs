@@ -21,7 +21,7 @@ use dpg_core::network::{
 };
 use dpg_core::peer_auth::{RequestParts, content_digest, verify_request};
 use dpg_core::ports::Clock;
-use dpg_core::services::{PeerCaller, PeerTrustService, ReceivedRequest};
+use dpg_core::services::{PeerCaller, PeerSigner, PeerTrustService, ReceivedRequest};
 use dpg_tests::support::keys::{InstanceKey, signed_post_headers};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -131,6 +131,9 @@ impl MicroReport {
 pub const DIGEST: &str = "Content-Digest (SHA-256 of the body)";
 pub const SIGN: &str = "sign (PeerSigner::headers)";
 pub const VERIFY: &str = "verify a read (PeerTrustService::authenticate + authorize)";
+pub const SIGN_PAIR: &str =
+    "sign a read with the pair key (PeerSigner::pair_key_for + headers_with)";
+pub const VERIFY_PAIR: &str = "verify a pair-key read (authenticate + authorize)";
 pub const VERIFY_SIGNATURE: &str = "… of which the signature alone (verify_request)";
 pub const VERIFY_WRITE: &str = "verify a write (authenticate, nonce spent)";
 
@@ -167,72 +170,41 @@ pub async fn measure_micro(dev_network: &Path) -> anyhow::Result<MicroReport> {
         SystemClock.now(),
         CatalogOrigin::Sources,
     );
+    let handle = Arc::new(CatalogHandle::new(catalog));
     let receiver = PeerTrustService::new(
-        Arc::new(CatalogHandle::new(catalog)),
+        handle.clone(),
         identity,
         Arc::new(MemoryCache::new()),
         Arc::new(SystemClock),
+    )
+    .with_pair_keys(
+        keys[1]
+            .as_ref()
+            .map(InstanceKey::pair_keys)
+            .ok_or_else(|| anyhow!("instance 2 has no key"))?,
     );
-    let signer = keys[0]
+    let key = keys[0]
         .as_ref()
-        .map(InstanceKey::signer)
         .ok_or_else(|| anyhow!("instance 1 has no key"))?;
+    let signer = key.signer();
+    let pair_signer = key
+        .signer()
+        .with_pair_reads(key.pair_keys(), handle.clone());
     let target = format!("{}{FETCH_LOCAL}", urls[1]);
     let host = urls[1].trim_start_matches("http://").to_string();
     let body = typical_fetch_local_body().to_string();
     let bytes = body.as_bytes();
 
-    // Signing: each request gets its own time and nonce, as on the wire.
-    let total = MICRO_WARM_UP + MICRO_ITERATIONS;
-    let mut requests = Vec::with_capacity(total);
-    let mut sign_ns = Vec::with_capacity(MICRO_ITERATIONS);
-    for n in 0..total {
-        let nonce = Uuid::new_v4().simple().to_string();
-        let now = SystemClock.now().timestamp();
-        let started = Instant::now();
-        let headers = signer
-            .headers("POST", &target, "application/json", bytes, now, &nonce)
-            .map_err(|e| anyhow!("signing: {e}"))?;
-        let elapsed = started.elapsed();
-        if n >= MICRO_WARM_UP {
-            sign_ns.push(nanos(elapsed));
-        }
-        let field = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
-                .ok_or_else(|| anyhow!("the signer set no {name} header"))
-        };
-        requests.push(SignedRequest {
-            digest: field("content-digest")?,
-            signature_input: field("signature-input")?,
-            signature: field("signature")?,
-        });
+    let (requests, sign_ns) = sign_reads(&signer, &urls[1], &target, bytes)?;
+    let verify_ns = verify_reads(&receiver, &requests, &host, bytes).await?;
+    let (pair_requests, pair_sign_ns) = sign_reads(&pair_signer, &urls[1], &target, bytes)?;
+    if !pair_requests
+        .iter()
+        .all(|r| r.signature_input.contains("alg=\"hmac-sha256\""))
+    {
+        bail!("the pair signer did not sign with the pair key");
     }
-
-    // The receiver's whole check of a read: authority, key, time window, digest, signature,
-    // then (once the body named the network) the mode and the signer's membership.
-    let mut verify_ns = Vec::with_capacity(MICRO_ITERATIONS);
-    for (n, request) in requests.iter().enumerate() {
-        let started = Instant::now();
-        let checked = match receiver
-            .authenticate(&received(request, &host, bytes), false)
-            .await
-        {
-            Ok(caller) => receiver.authorize(&caller, NETWORK).map(|()| caller),
-            Err(error) => Err(error),
-        };
-        let elapsed = started.elapsed();
-        match checked {
-            Ok(PeerCaller::Signed { .. }) => {}
-            Ok(PeerCaller::Unsigned) => bail!("a signed request was taken for an unsigned one"),
-            Err(error) => bail!("a genuine signature was refused: {error}"),
-        }
-        if n >= MICRO_WARM_UP {
-            verify_ns.push(nanos(elapsed));
-        }
-    }
+    let pair_verify_ns = verify_reads(&receiver, &pair_requests, &host, bytes).await?;
 
     // A write also spends its nonce (here in the in-process cache; Redis in production).
     let mut write_ns = Vec::with_capacity(MICRO_ITERATIONS);
@@ -251,10 +223,7 @@ pub async fn measure_micro(dev_network: &Path) -> anyhow::Result<MicroReport> {
     }
 
     // The RFC 9421 part alone: parse both fields, rebuild the base, check Ed25519.
-    let public = keys[0]
-        .as_ref()
-        .map(|key| key.signer().public_key_b64url())
-        .ok_or_else(|| anyhow!("instance 1 has no key"))?;
+    let public = signer.public_key_b64url();
     let verifying = dpg_core::peer_auth::VerifyingKey::from_base64(&public)
         .map_err(|e| anyhow!("instance 1's public key: {e}"))?;
     let mut signature_ns = Vec::with_capacity(MICRO_ITERATIONS);
@@ -285,7 +254,7 @@ pub async fn measure_micro(dev_network: &Path) -> anyhow::Result<MicroReport> {
     }
 
     let mut digest_ns = Vec::with_capacity(MICRO_ITERATIONS);
-    for n in 0..total {
+    for n in 0..MICRO_WARM_UP + MICRO_ITERATIONS {
         let started = Instant::now();
         std::hint::black_box(content_digest(std::hint::black_box(bytes)));
         let elapsed = started.elapsed();
@@ -315,6 +284,17 @@ pub async fn measure_micro(dev_network: &Path) -> anyhow::Result<MicroReport> {
                 verify_ns,
             ),
             MicroMeasurement::new(
+                SIGN_PAIR,
+                "as above, with the pair key of the two instances (hmac-sha256) found for the \
+                 peer's URL in the catalog",
+                pair_sign_ns,
+            ),
+            MicroMeasurement::new(
+                VERIFY_PAIR,
+                "as a read above, with the pair key (derived once per peer key, then cached)",
+                pair_verify_ns,
+            ),
+            MicroMeasurement::new(
                 VERIFY_SIGNATURE,
                 "parse Signature-Input and Signature, rebuild the signature base, Ed25519 \
                  verification",
@@ -329,6 +309,86 @@ pub async fn measure_micro(dev_network: &Path) -> anyhow::Result<MicroReport> {
         ],
         body,
     })
+}
+
+/// Signs [`MICRO_WARM_UP`] + [`MICRO_ITERATIONS`] reads to `target` at instance `peer` as
+/// `signer` does on a peer call (with its pair key when it has pair reads): the requests,
+/// and the timed iterations' durations.
+fn sign_reads(
+    signer: &PeerSigner,
+    peer: &str,
+    target: &str,
+    body: &[u8],
+) -> anyhow::Result<(Vec<SignedRequest>, Vec<u64>)> {
+    let total = MICRO_WARM_UP + MICRO_ITERATIONS;
+    let mut requests = Vec::with_capacity(total);
+    let mut sign_ns = Vec::with_capacity(MICRO_ITERATIONS);
+    for n in 0..total {
+        // Each request gets its own time and nonce, as on the wire.
+        let nonce = Uuid::new_v4().simple().to_string();
+        let now = SystemClock.now().timestamp();
+        let started = Instant::now();
+        let pair_key = signer.pair_key_for(peer, now);
+        let headers = signer
+            .headers_with(
+                pair_key.as_ref(),
+                "POST",
+                target,
+                "application/json",
+                body,
+                now,
+                &nonce,
+            )
+            .map_err(|e| anyhow!("signing: {e}"))?;
+        let elapsed = started.elapsed();
+        if n >= MICRO_WARM_UP {
+            sign_ns.push(nanos(elapsed));
+        }
+        let field = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| anyhow!("the signer set no {name} header"))
+        };
+        requests.push(SignedRequest {
+            digest: field("content-digest")?,
+            signature_input: field("signature-input")?,
+            signature: field("signature")?,
+        });
+    }
+    Ok((requests, sign_ns))
+}
+
+/// The receiver's whole check of each read: authority, key, time window, digest,
+/// signature, then (once the body named the network) the mode and the signer's membership.
+async fn verify_reads(
+    receiver: &PeerTrustService,
+    requests: &[SignedRequest],
+    host: &str,
+    body: &[u8],
+) -> anyhow::Result<Vec<u64>> {
+    let mut verify_ns = Vec::with_capacity(MICRO_ITERATIONS);
+    for (n, request) in requests.iter().enumerate() {
+        let started = Instant::now();
+        let checked = match receiver
+            .authenticate(&received(request, host, body), false)
+            .await
+        {
+            Ok(caller) => receiver.authorize(&caller, NETWORK).map(|()| caller),
+            Err(error) => Err(error),
+        };
+        let elapsed = started.elapsed();
+        match checked {
+            Ok(PeerCaller::Signed { .. }) => {}
+            Ok(PeerCaller::Unsigned) => bail!("a signed request was taken for an unsigned one"),
+            Err(error) => bail!("a genuine signature was refused: {error}"),
+        }
+        if n >= MICRO_WARM_UP {
+            verify_ns.push(nanos(elapsed));
+        }
+    }
+    Ok(verify_ns)
 }
 
 /// A `fetch_local` body as the aggregator sends it for page 2 of a filtered network read:
@@ -452,9 +512,10 @@ async fn round_phases(
         .await?;
         let cpu_after = network_cpu_micros(network)?;
         let after = received_peer_requests(network, client).await?;
-        let (signed, unsigned) = (
-            after.0.saturating_sub(before.0),
-            after.1.saturating_sub(before.1),
+        let (signed, unsigned, pair) = (
+            after.signed.saturating_sub(before.signed),
+            after.unsigned.saturating_sub(before.unsigned),
+            after.pair.saturating_sub(before.pair),
         );
         let used = CpuUse {
             micros: cpu_after.saturating_sub(cpu_before),
@@ -462,9 +523,9 @@ async fn round_phases(
         };
         let phase = format!("{}, concurrency {concurrency}", miss.describe());
         report.notes.push(format!(
-            "{name}, {phase}: the instances received {signed} signed and {unsigned} unsigned peer \
-             requests ({:.2} per network fetch) and used {:.0} µs of CPU per network fetch \
-             (all three).",
+            "{name}, {phase}: the instances received {signed} signed ({pair} of them with pair \
+             keys) and {unsigned} unsigned peer requests ({:.2} per network fetch) and used \
+             {:.0} µs of CPU per network fetch (all three).",
             (signed + unsigned) as f64 / measured.requests.max(1) as f64,
             used.per_request_us().unwrap_or(0.0)
         ));
@@ -478,21 +539,31 @@ async fn round_phases(
 
 /// Peer requests every instance has received so far: (signed, unsigned), from
 /// `dpg_peer_requests_received_total` on `/metrics`.
+/// Peer requests the instances of a network received so far, by signature.
+#[derive(Debug, Clone, Copy, Default)]
+struct Received {
+    signed: u64,
+    unsigned: u64,
+    /// Of the signed ones, those signed with a pair key.
+    pair: u64,
+}
+
 async fn received_peer_requests(
     network: &BenchNetwork,
     client: &reqwest::Client,
-) -> anyhow::Result<(u64, u64)> {
-    let (mut signed, mut unsigned) = (0, 0);
+) -> anyhow::Result<Received> {
+    let mut received = Received::default();
     for (index, child) in network.children.iter().enumerate() {
-        let read = |label: &'static str| counter(child, client, label);
-        signed += read("signature=\"signed\"")
-            .await
-            .with_context(|| format!("instance {}", index + 1))?;
-        unsigned += read("signature=\"unsigned\"")
-            .await
-            .with_context(|| format!("instance {}", index + 1))?;
+        let read = async |label: &'static str| {
+            counter(child, client, label)
+                .await
+                .with_context(|| format!("instance {}", index + 1))
+        };
+        received.signed += read("signature=\"signed\"").await?;
+        received.unsigned += read("signature=\"unsigned\"").await?;
+        received.pair += read("alg=\"hmac-sha256\"").await?;
     }
-    Ok((signed, unsigned))
+    Ok(received)
 }
 
 async fn counter(child: &DpgChild, client: &reqwest::Client, label: &str) -> anyhow::Result<u64> {

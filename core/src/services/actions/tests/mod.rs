@@ -274,6 +274,7 @@ pub(super) fn signed_by(kid: &str, network: &str, url: &str) -> PeerCaller {
     PeerCaller::Signed {
         kid: kid.into(),
         instances: vec![(network.into(), url.into())],
+        alg: crate::peer_auth::SignatureAlg::Ed25519,
     }
 }
 
