@@ -41,13 +41,16 @@ const MICRO_WARM_UP: usize = 1_000;
 /// Seconds of cache misses before the measured phases of a round (not recorded): peer
 /// connections are opened and the instances' caches and SQLite pages warm up.
 const WARM_UP_SECONDS: u64 = 2;
-/// The unsigned and signed networks, in the order they run.
-pub const ROUNDS: [(Trust, usize); 4] = [
-    (Trust::Off, 1),
-    (Trust::Required, 1),
-    (Trust::Off, 2),
-    (Trust::Required, 2),
-];
+/// Rounds of each kind (unsigned, signed) unless `--rounds` says otherwise.
+pub const DEFAULT_ROUNDS: usize = 2;
+
+/// The unsigned and signed networks, in the order they run: `per_kind` of each, alternating,
+/// so that drift of a shared machine falls on both kinds alike.
+pub fn rounds(per_kind: usize) -> Vec<(Trust, usize)> {
+    (1..=per_kind)
+        .flat_map(|number| [(Trust::Off, number), (Trust::Required, number)])
+        .collect()
+}
 /// The cache-miss phases of every round (what the aggregator asks its two peers per request),
 /// at `--concurrency` (`false`: CPU-bound on a small machine, so every microsecond of CPU
 /// any process spends shows) and one request at a time (`true`: the request's own path).

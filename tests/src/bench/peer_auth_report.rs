@@ -115,7 +115,10 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// Signed against unsigned per round and pooled, then each kind's second round against its
+/// Rounds of one kind: one of them (`Some(number)`) or all of them.
+type Selection = (Trust, Option<usize>);
+
+/// Signed against unsigned per round and pooled, then each kind's last round against its
 /// first (how much the machine drifted meanwhile).
 pub fn comparison_table(rounds: &[Round<'_>], concurrency: usize) -> String {
     let mut out = String::from(
@@ -123,35 +126,32 @@ pub fn comparison_table(rounds: &[Round<'_>], concurrency: usize) -> String {
          A p99 ms | B p99 ms | B/A | A CPU µs/request | B CPU µs/request | B/A |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let last = last_round(rounds);
     for (op, miss, alone) in PHASES {
         let label = phase_label(op, miss, alone, concurrency);
-        let pairs = [
-            (
-                "round 1: unsigned vs signed",
-                (Trust::Off, Some(1)),
-                (Trust::Required, Some(1)),
-            ),
-            (
-                "round 2: unsigned vs signed",
-                (Trust::Off, Some(2)),
-                (Trust::Required, Some(2)),
-            ),
-            (
-                "**both rounds pooled: unsigned vs signed**",
-                (Trust::Off, None),
-                (Trust::Required, None),
-            ),
-            (
-                "drift: unsigned round 1 vs round 2",
-                (Trust::Off, Some(1)),
-                (Trust::Off, Some(2)),
-            ),
-            (
-                "drift: signed round 1 vs round 2",
-                (Trust::Required, Some(1)),
-                (Trust::Required, Some(2)),
-            ),
-        ];
+        let mut pairs: Vec<(String, Selection, Selection)> = (1..=last)
+            .map(|n| {
+                (
+                    format!("round {n}: unsigned vs signed"),
+                    (Trust::Off, Some(n)),
+                    (Trust::Required, Some(n)),
+                )
+            })
+            .collect();
+        pairs.push((
+            "**all rounds pooled: unsigned vs signed**".to_string(),
+            (Trust::Off, None),
+            (Trust::Required, None),
+        ));
+        if last > 1 {
+            for (trust, kind) in [(Trust::Off, "unsigned"), (Trust::Required, "signed")] {
+                pairs.push((
+                    format!("drift: {kind} round 1 vs round {last}"),
+                    (trust, Some(1)),
+                    (trust, Some(last)),
+                ));
+            }
+        }
         for (compared, (a_trust, a_round), (b_trust, b_round)) in pairs {
             let a = phase(rounds, a_trust, a_round, op);
             let b = phase(rounds, b_trust, b_round, op);
@@ -204,18 +204,17 @@ pub fn goals_table(
         let unsigned = phase(rounds, Trust::Off, None, op);
         let signed = phase(rounds, Trust::Required, None, op);
         let p50 = |m: &Option<Measured>| m.as_ref().and_then(|m| m.percentile_ms(0.50));
-        let per_round: Vec<String> = [1, 2]
-            .iter()
+        let per_round: Vec<String> = (1..=last_round(rounds))
             .filter_map(|n| {
                 ratio(
-                    p50(&phase(rounds, Trust::Off, Some(*n), op)),
-                    p50(&phase(rounds, Trust::Required, Some(*n), op)),
+                    p50(&phase(rounds, Trust::Off, Some(n), op)),
+                    p50(&phase(rounds, Trust::Required, Some(n), op)),
                 )
                 .map(|r| format!("round {n} {r:.3}"))
             })
             .collect();
         let goal = format!(
-            "signed network fetch within 10% of unsigned: {}; ratio of medians, both rounds \
+            "signed network fetch within 10% of unsigned: {}; ratio of medians, all rounds \
              pooled",
             phase_label(op, miss, alone, concurrency)
         );
@@ -244,6 +243,11 @@ pub fn goals_table(
         }
     }
     out
+}
+
+/// The highest round number that ran.
+fn last_round(rounds: &[Round<'_>]) -> usize {
+    rounds.iter().map(|r| r.number).max().unwrap_or(0)
 }
 
 /// The report's name of a round.

@@ -105,6 +105,7 @@ Prints the same kind of markdown table and the project's network-read goals.
 
 Peer-signature mode (--peer-auth; neither PostgreSQL nor pgbench is used):
   cargo run --release -p dpg-tests --bin bench -- --peer-auth [--concurrency 64] [--seconds 10]
+    [--rounds 2]
 First in this process, one thread, 20,000 timed iterations each after 1,000 untimed: sign a
 fetch_local request of instance 1 to instance 2 of a generated 3-instance signed network
 (page 2 of a filtered read: item_state filter and peer cursor in the JSON body) with
@@ -112,11 +113,11 @@ PeerSigner::headers, then verify every one as instance 2's PeerTrustService::aut
 and authorize do (a read; again as a write, which spends the nonce in the in-process cache
 and is not authorized here), the
 RFC 9421 verify_request alone, and the body's Content-Digest alone: p50, p99, mean in us.
-Then end to end, four rounds one after the other: 3 dpg children set up as in --network
+Then end to end, --rounds rounds of each kind, alternating: 3 dpg children set up as in --network
 (no fault proxy), --items-per-instance 2000 each, in a document with peer_auth: off and no
 keys (unsigned), then with a fresh Ed25519 key per instance listed in instances[].keys
-(DPG_INSTANCE_KEY) and peer_auth: required (signed), then unsigned and signed again, so
-that drift shows. Before seeding, an unsigned fetch_local straight to instance 2 must get
+(DPG_INSTANCE_KEY) and peer_auth: required (signed), and so on, so that drift shows and
+falls on both kinds alike. Before seeding, an unsigned fetch_local straight to instance 2 must get
 401 in a signed round (200 in an unsigned one) and one signed with instance 1's key 200.
 Each round: 2 s of cache misses (not recorded), then for --seconds each GET network fetch
 cache misses with distinct cache_ttl_seconds (the aggregator calls fetch_local on both
@@ -216,6 +217,9 @@ struct Args {
     /// embedded instances unsigned and signed, interleaved (see below).
     #[arg(long, conflicts_with_all = ["items", "backend", "postgres_url", "redis_url", "network"])]
     peer_auth: bool,
+    /// With --peer-auth: rounds of each kind (unsigned, signed), alternating [default: 2].
+    #[arg(long, requires = "peer_auth", value_parser = clap::value_parser!(u64).range(1..=20))]
+    rounds: Option<u64>,
     /// Actions mode: perform and update-status across two signed PostgreSQL + Redis
     /// instances, then the outbox's backlog drain and convergence (see below).
     #[arg(long, conflicts_with_all = ["items", "backend", "network", "peer_auth"])]
@@ -449,11 +453,16 @@ async fn run_network(args: Args) -> anyhow::Result<()> {
 async fn run_peer_auth(args: Args) -> anyhow::Result<()> {
     let command: Vec<String> = std::env::args().collect();
     let concurrency = args.concurrency.unwrap_or(DEFAULT_NETWORK_CONCURRENCY);
+    let per_kind = match args.rounds {
+        Some(rounds) => usize::try_from(rounds)?,
+        None => peer_auth::DEFAULT_ROUNDS,
+    };
+    let planned = peer_auth::rounds(per_kind);
     println!("# dpg peer-signature benchmark\n");
     println!("- command: `{}`", command.join(" "));
     println!(
-        "- settings: --peer-auth --concurrency {concurrency} --seconds {}; {} items per \
-         instance; in process {} timed iterations per measurement",
+        "- settings: --peer-auth --concurrency {concurrency} --seconds {} --rounds {per_kind}; {} \
+         items per instance; in process {} timed iterations per measurement",
         args.seconds,
         peer_auth::ITEMS_PER_INSTANCE,
         peer_auth::MICRO_ITERATIONS
@@ -477,7 +486,7 @@ async fn run_peer_auth(args: Args) -> anyhow::Result<()> {
     println!(
         "- load generator: this process, {concurrency} keep-alive connections; rounds in \
          this order: {}",
-        peer_auth::ROUNDS
+        planned
             .iter()
             .map(|(trust, n)| peer_auth_report::round_name(*trust, *n))
             .collect::<Vec<_>>()
@@ -519,7 +528,7 @@ async fn run_peer_auth(args: Args) -> anyhow::Result<()> {
         .context("could not build the HTTP client")?;
     let mut reports = Vec::new();
     let mut cpus = Vec::new();
-    for (trust, number) in peer_auth::ROUNDS {
+    for &(trust, number) in &planned {
         let mut report = network::NetworkReport {
             name: peer_auth_report::round_name(trust, number),
             instances: 3,
@@ -561,7 +570,7 @@ async fn run_peer_auth(args: Args) -> anyhow::Result<()> {
         }
         None => println!("Not measured (see \"Could not run\").\n"),
     }
-    let rounds: Vec<peer_auth_report::Round> = peer_auth::ROUNDS
+    let rounds: Vec<peer_auth_report::Round> = planned
         .iter()
         .zip(reports.iter().zip(&cpus))
         .map(|((trust, number), (report, cpu))| peer_auth_report::Round {
