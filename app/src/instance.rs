@@ -32,7 +32,7 @@ use dpg_core::services::rate_limit::Limit;
 use dpg_core::services::{
     ActionService, ActionServiceDeps, AuthService, AuthServiceDeps, AuthSettings, HealthService,
     ItemService, ItemServiceDeps, NetworkFetchDeps, NetworkFetchService, NetworkFetchSettings,
-    NetworkSchemaService, OutboxAdmin, OutboxDeps, OutboxDispatcher, PairKeys, PeerItemsService,
+    NetworkSchemaService, OutboxAdmin, OutboxDeps, OutboxDispatcher, PeerItemsService, PeerSigner,
     PeerTrustService, SchemaServiceDeps,
 };
 use dpg_openapi::cors::CorsPolicy;
@@ -141,17 +141,15 @@ impl Instance {
             Some(source) => Some(crate::keys::load(source)?),
             None => None,
         };
-        // Shared by the signer and the verifier: each pair key is derived once.
-        let pair_keys = instance_key
-            .as_ref()
-            .map(|key| Arc::new(PairKeys::new(key)));
         let signer = instance_key.map(|key| {
             let signer = crate::keys::signer(key, &catalog.current(), &config.base_url);
-            match (&pair_keys, config.peers.pair_key_reads) {
-                (Some(keys), true) => signer.with_pair_reads(keys.clone(), catalog.clone()),
-                _ => signer,
+            match config.peers.pair_key_reads {
+                true => signer.with_pair_reads(catalog.clone()),
+                false => signer,
             }
         });
+        // Shared by the signer and the verifier: each pair key is derived once.
+        let pair_keys = signer.as_ref().map(PeerSigner::pair_keys);
         if signer.is_none() && catalog.current().requires_signatures() {
             anyhow::bail!(
                 "a network requires signed peer requests (peer_auth: required) but this instance has no key: \

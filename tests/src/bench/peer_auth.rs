@@ -183,16 +183,14 @@ pub async fn measure_micro(dev_network: &Path) -> anyhow::Result<MicroReport> {
     .with_pair_keys(
         keys[1]
             .as_ref()
-            .map(InstanceKey::pair_keys)
+            .map(|key| key.signer().pair_keys())
             .ok_or_else(|| anyhow!("instance 2 has no key"))?,
     );
     let key = keys[0]
         .as_ref()
         .ok_or_else(|| anyhow!("instance 1 has no key"))?;
     let signer = key.signer();
-    let pair_signer = key
-        .signer()
-        .with_pair_reads(key.pair_keys(), handle.clone());
+    let pair_signer = key.signer().with_pair_reads(handle.clone());
     let target = format!("{}{FETCH_LOCAL}", urls[1]);
     let host = urls[1].trim_start_matches("http://").to_string();
     let body = typical_fetch_local_body().to_string();

@@ -5,7 +5,7 @@
 use anyhow::Context;
 use base64::Engine;
 use dpg_core::peer_auth::{ALG_ED25519, SigningKey};
-use dpg_core::services::{PairKeys, PeerSigner};
+use dpg_core::services::PeerSigner;
 use serde_json::{Value, json};
 
 /// The variable an instance reads its key from (the base64 of the 32-byte seed).
@@ -56,11 +56,6 @@ impl InstanceKey {
     /// Signs as the instance holding this key.
     pub fn signer(&self) -> PeerSigner {
         PeerSigner::new(SigningKey::from_seed(&self.seed), self.kid.clone())
-    }
-
-    /// The pair keys of the instance holding this key.
-    pub fn pair_keys(&self) -> std::sync::Arc<PairKeys> {
-        std::sync::Arc::new(PairKeys::new(&SigningKey::from_seed(&self.seed)))
     }
 }
 

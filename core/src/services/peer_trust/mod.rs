@@ -38,6 +38,9 @@ const NONCE_TTL: Duration = Duration::from_secs(360);
 pub struct PeerSigner {
     key: Arc<SigningKey>,
     kid: String,
+    /// The pair keys of this key, shared with the verifier.
+    pair_keys: Arc<PairKeys>,
+    /// Set when reads go with pair keys.
     pairs: Option<Arc<PairReads>>,
 }
 
@@ -53,6 +56,7 @@ impl std::fmt::Debug for PeerSigner {
 impl PeerSigner {
     pub fn new(key: SigningKey, kid: impl Into<String>) -> Self {
         PeerSigner {
+            pair_keys: Arc::new(PairKeys::new(&key)),
             key: Arc::new(key),
             kid: kid.into(),
             pairs: None,
@@ -60,14 +64,19 @@ impl PeerSigner {
     }
 
     /// Signs reads with pair keys from now on, for peers that publish exactly one key in
-    /// `catalog`. `keys` must be made from this signer's key.
-    pub fn with_pair_reads(mut self, keys: Arc<PairKeys>, catalog: Arc<CatalogHandle>) -> Self {
+    /// `catalog`.
+    pub fn with_pair_reads(mut self, catalog: Arc<CatalogHandle>) -> Self {
         self.pairs = Some(Arc::new(PairReads {
-            keys,
             catalog,
             refused_until: Mutex::default(),
         }));
         self
+    }
+
+    /// The pair keys of this instance's key, for [`PeerTrustService::with_pair_keys`]: each
+    /// pair key is then derived once for both directions' users.
+    pub fn pair_keys(&self) -> Arc<PairKeys> {
+        self.pair_keys.clone()
     }
 
     pub fn kid(&self) -> &str {
@@ -95,7 +104,7 @@ impl PeerSigner {
         }
         let catalog = pairs.catalog.current();
         match catalog.instance_keys(&peer) {
-            [only] => pairs.keys.sending_to(only),
+            [only] => self.pair_keys.sending_to(only),
             _ => None,
         }
     }

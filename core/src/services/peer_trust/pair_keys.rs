@@ -70,7 +70,6 @@ fn cached(
 /// What the signer needs for pair-key reads: the peers' published keys, and which peers
 /// refused a pair-key signature lately (an older instance, or one without its key).
 pub(super) struct PairReads {
-    pub(super) keys: Arc<PairKeys>,
     pub(super) catalog: Arc<CatalogHandle>,
     pub(super) refused_until: Mutex<HashMap<String, i64>>,
 }

@@ -15,7 +15,7 @@ fn pair_keys(seed: u8) -> Arc<PairKeys> {
 
 /// Instance A's signer with pair reads over `handle`.
 fn a_pair_signer(handle: &Arc<CatalogHandle>) -> PeerSigner {
-    a_signer().with_pair_reads(pair_keys(1), handle.clone())
+    a_signer().with_pair_reads(handle.clone())
 }
 
 /// Instance B (this side of the tests), holding its key when `seed` is 2.
@@ -190,7 +190,7 @@ fn the_signer_uses_a_pair_key_only_where_it_can_work() {
 fn a_peer_listing_two_keys_gets_ed25519_reads() {
     // A rotates: it lists two keys, and B cannot know which one A holds.
     let handle = catalog("required", vec![listed("a-1", 1), listed("a-2", 4)]);
-    let b_signer = PeerSigner::new(key(2), "b-1").with_pair_reads(pair_keys(2), handle.clone());
+    let b_signer = PeerSigner::new(key(2), "b-1").with_pair_reads(handle.clone());
     assert!(b_signer.pair_key_for(A, NOW).is_none());
 }
 
