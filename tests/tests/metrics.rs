@@ -168,16 +168,7 @@ async fn metrics_cover_http_peers_breakers_cache_outbox_reloads_signatures_and_p
     )
     .await;
 
-    let text = net
-        .instance(TARGET)
-        .client
-        .get(net.instance(TARGET).url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = net.metrics_text(TARGET).await.expect("metrics");
     assert_family(
         &text,
         "dpg_http_requests_total",

@@ -117,6 +117,21 @@ fn peer_status(reply: &Reply, url: &str) -> String {
         .to_string()
 }
 
+/// A network read through instance `index` answers 200 with all `total` items, every
+/// instance `ok`.
+async fn assert_complete_read(net: &TestNetwork, index: usize, query: &str, total: u64) {
+    let reply = net
+        .network_fetch(index, STUDENT, query)
+        .await
+        .expect("answered");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["meta"]["partial"], false, "{}", reply.body);
+    assert_eq!(reply.body["meta"]["total"], total, "{}", reply.body);
+    for peer in 0..net.len() {
+        assert_eq!(peer_status(&reply, net.url(peer)), "ok", "{}", reply.body);
+    }
+}
+
 #[tokio::test]
 async fn a_required_network_reads_through_signed_peers_and_refuses_unsigned_calls() {
     let net = TestNetwork::builder(3)
@@ -128,16 +143,7 @@ async fn a_required_network_reads_through_signed_peers_and_refuses_unsigned_call
         .await
         .expect("seeded");
     for index in 0..3 {
-        let reply = net
-            .network_fetch(index, STUDENT, "")
-            .await
-            .expect("answered");
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        assert_eq!(reply.body["meta"]["partial"], false, "{}", reply.body);
-        assert_eq!(reply.body["meta"]["total"], 6, "{}", reply.body);
-        for peer in 0..3 {
-            assert_eq!(peer_status(&reply, net.url(peer)), "ok", "{}", reply.body);
-        }
+        assert_complete_read(&net, index, "", 6).await;
     }
     let paged = json!({"item_network": NETWORK, "item_domain": STUDENT, "limit": 10, "offset": 0});
     for (path, body) in [(COUNT_LOCAL, count_query()), (FETCH_LOCAL, paged)] {
@@ -156,16 +162,7 @@ async fn a_required_network_reads_through_signed_peers_and_refuses_unsigned_call
 /// The `dpg_peer_requests_received_total` samples of `/metrics` on instance `index` (the
 /// recorder is shared by the in-process instances of this test binary).
 async fn received_samples(net: &TestNetwork, index: usize) -> Vec<String> {
-    let text = net
-        .instance(index)
-        .client
-        .get(net.instance(index).url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = net.metrics_text(index).await.expect("metrics");
     text.lines()
         .filter(|line| line.starts_with("dpg_peer_requests_received_total{"))
         .map(str::to_string)
@@ -188,16 +185,8 @@ async fn reads_between_instances_go_with_pair_keys_and_a_refusing_peer_gets_ed25
         .await
         .expect("seeded");
     for round in 0..2 {
-        let reply = net
-            .network_fetch(0, STUDENT, &format!("&cache_ttl_seconds={}", 300 + round))
-            .await
-            .expect("answered");
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        assert_eq!(reply.body["meta"]["partial"], false, "{}", reply.body);
-        assert_eq!(reply.body["meta"]["total"], 6, "{}", reply.body);
-        for peer in 1..3 {
-            assert_eq!(peer_status(&reply, net.url(peer)), "ok", "{}", reply.body);
-        }
+        let query = format!("&cache_ttl_seconds={}", 300 + round);
+        assert_complete_read(&net, 0, &query, 6).await;
     }
     let samples = received_samples(&net, 2).await;
     assert!(

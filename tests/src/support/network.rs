@@ -504,6 +504,14 @@ impl TestNetwork {
         send(instance.client.get(instance.url(path_and_query))).await
     }
 
+    /// The text of `GET /metrics` on instance `index`. The in-process instances of one test
+    /// binary share the metrics recorder, so it counts for all of them.
+    pub async fn metrics_text(&self, index: usize) -> anyhow::Result<String> {
+        let instance = self.instance(index);
+        let response = instance.client.get(instance.url("/metrics")).send().await?;
+        Ok(response.error_for_status()?.text().await?)
+    }
+
     /// `GET path_and_query` on instance `index` through its public URL (its proxy, when it
     /// has one), as its peers reach it.
     pub async fn get_public(&self, index: usize, path_and_query: &str) -> anyhow::Result<Reply> {
