@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use dpg_core::peer_auth::{ALG_ED25519, ALG_HMAC_SHA256, SignatureAlg};
 use dpg_core::services::{PeerCaller, ReceivedRequest};
 use poem::http::StatusCode;
 use poem::{Body, Request, RequestBody};
@@ -98,20 +97,13 @@ impl<'a> ApiExtractor<'a> for SignedPeer {
                 ApiError::from(err)
             })?;
         let (outcome, alg) = match &caller {
-            PeerCaller::Signed { alg, .. } => ("signed", alg_label(*alg)),
+            PeerCaller::Signed { alg, .. } => ("signed", alg.as_str()),
             PeerCaller::Unsigned => ("unsigned", "none"),
         };
         metrics::counter!("dpg_peer_requests_received_total", "signature" => outcome, "alg" => alg)
             .increment(1);
         *body = RequestBody::new(Body::from(bytes));
         Ok(SignedPeer(caller))
-    }
-}
-
-fn alg_label(alg: SignatureAlg) -> &'static str {
-    match alg {
-        SignatureAlg::Ed25519 => ALG_ED25519,
-        SignatureAlg::HmacSha256 => ALG_HMAC_SHA256,
     }
 }
 

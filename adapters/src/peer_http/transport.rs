@@ -215,6 +215,7 @@ impl HttpPeerTransport {
                 url.clone(),
                 body.clone(),
                 pair_key.as_ref(),
+                now,
                 headers,
                 request_id,
             )
@@ -230,7 +231,7 @@ impl HttpPeerTransport {
             request_id,
             "the peer refused a pair-key signature; its reads are signed with Ed25519 for now"
         );
-        self.send(url, body, None, headers, request_id).await
+        self.send(url, body, None, now, headers, request_id).await
     }
 
     async fn send(
@@ -238,13 +239,13 @@ impl HttpPeerTransport {
         url: Url,
         body: Bytes,
         pair_key: Option<&MacKey>,
+        now: i64,
         headers: &[(&'static str, &str)],
         request_id: &str,
     ) -> Result<Answer, PeerError> {
         let mut signature_headers = Vec::new();
         if let Some(signer) = &self.signer {
             let nonce = uuid::Uuid::new_v4().simple().to_string();
-            let now = chrono::Utc::now().timestamp();
             signature_headers = signer
                 .headers_with(
                     pair_key,

@@ -17,6 +17,7 @@ use super::privacy::PrivateFields;
 use super::validation::{CompiledSchema, SchemaCompiler};
 use crate::error::{CoreError, ErrorCode, UnservedBinding};
 use crate::model::{Binding, InstanceIdentity, normalize_instance_url};
+use crate::peer_auth::VerifyingKey;
 
 /// The schema items of one (network, domain, item type) are validated against.
 #[derive(Debug, Clone)]
@@ -64,13 +65,13 @@ pub struct NetworkCatalog {
     /// must not decode base64 and decompress a curve point again.
     key_holders: HashMap<String, Vec<KeyHolder>>,
     /// The distinct keys each instance (normalized URL) publishes, in any network.
-    instance_keys: HashMap<String, Vec<crate::peer_auth::VerifyingKey>>,
+    instance_keys: HashMap<String, Vec<VerifyingKey>>,
     pub loaded_at: DateTime<Utc>,
     pub origin: CatalogOrigin,
 }
 
 /// An instance that publishes a key: (network, normalized instance URL, key).
-pub type KeyHolder = (String, String, crate::peer_auth::VerifyingKey);
+pub type KeyHolder = (String, String, VerifyingKey);
 
 /// Every published key by `kid`, each (network, instance) once; keys that do not decode are
 /// left out (document validation already refuses them).
@@ -81,7 +82,7 @@ fn key_holders<'a>(
     for doc in documents {
         for instance in &doc.instances {
             for key in &instance.keys {
-                let Ok(verifying) = crate::peer_auth::VerifyingKey::from_instance_key(key) else {
+                let Ok(verifying) = VerifyingKey::from_instance_key(key) else {
                     continue;
                 };
                 let url = normalize_instance_url(&instance.instance_url);
@@ -96,10 +97,8 @@ fn key_holders<'a>(
 }
 
 /// The distinct keys of each instance, from [`key_holders`].
-fn instance_keys(
-    holders: &HashMap<String, Vec<KeyHolder>>,
-) -> HashMap<String, Vec<crate::peer_auth::VerifyingKey>> {
-    let mut keys: HashMap<String, Vec<crate::peer_auth::VerifyingKey>> = HashMap::new();
+fn instance_keys(holders: &HashMap<String, Vec<KeyHolder>>) -> HashMap<String, Vec<VerifyingKey>> {
+    let mut keys: HashMap<String, Vec<VerifyingKey>> = HashMap::new();
     for (_, url, key) in holders.values().flatten() {
         let listed = keys.entry(url.clone()).or_default();
         if !listed.contains(key) {
@@ -336,7 +335,7 @@ impl NetworkCatalog {
 
     /// The distinct keys the instance at `instance_url` (normalized) publishes, over all
     /// loaded networks.
-    pub fn instance_keys(&self, instance_url: &str) -> &[crate::peer_auth::VerifyingKey] {
+    pub fn instance_keys(&self, instance_url: &str) -> &[VerifyingKey] {
         self.instance_keys
             .get(instance_url)
             .map_or(&[], Vec::as_slice)

@@ -224,6 +224,21 @@ pub enum VerificationKey {
 }
 
 impl SignatureAlg {
+    /// The `alg` parameter's value for this algorithm.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureAlg::Ed25519 => ALG_ED25519,
+            SignatureAlg::HmacSha256 => ALG_HMAC_SHA256,
+        }
+    }
+
+    /// The algorithm an `alg` parameter names, if supported.
+    fn from_name(name: &str) -> Option<SignatureAlg> {
+        [SignatureAlg::Ed25519, SignatureAlg::HmacSha256]
+            .into_iter()
+            .find(|alg| alg.as_str() == name)
+    }
+
     /// The length of this algorithm's signatures, in bytes.
     fn signature_len(self) -> usize {
         match self {
@@ -320,9 +335,7 @@ pub fn verify_request_keyed(
     let value = parse_signature(signature_field, Some(&input.label))?;
     let named = match input.params.alg() {
         None => None,
-        Some(ALG_ED25519) => Some(SignatureAlg::Ed25519),
-        Some(ALG_HMAC_SHA256) => Some(SignatureAlg::HmacSha256),
-        Some(_) => return Err(SignatureError::UnsupportedAlg),
+        Some(name) => Some(SignatureAlg::from_name(name).ok_or(SignatureError::UnsupportedAlg)?),
     };
     if let Some(alg) = named {
         check_signature_len(alg, &value.bytes)?;

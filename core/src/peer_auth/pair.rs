@@ -8,7 +8,6 @@
 //! RFC 9421 `hmac-sha256` signature made with it authenticates the sender to the receiver
 //! at the cost of a hash instead of an Ed25519 signature and verification.
 
-use curve25519_dalek::montgomery::MontgomeryPoint;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -104,7 +103,7 @@ impl PairSecret {
     ) -> Option<MacKey> {
         let shared = Zeroizing::new(other.montgomery().mul_clamped(*self.scalar).to_bytes());
         // An all-zero point means the other key has small order: nothing secret was agreed.
-        if bool::from(shared.ct_eq(&MontgomeryPoint([0; 32]).to_bytes())) {
+        if bool::from(shared.ct_eq(&[0u8; 32])) {
             return None;
         }
         let derivation = Hkdf::<Sha256>::new(Some(DERIVATION_SALT), shared.as_slice());

@@ -13,9 +13,9 @@ use crate::error::{CoreError, ErrorCode};
 use crate::model::{InstanceIdentity, normalize_instance_url};
 use crate::network::{CatalogHandle, PeerAuthMode};
 use crate::peer_auth::{
-    ALG_ED25519, ALG_HMAC_SHA256, MacKey, RequestParts, STANDARD_COVERED, SignatureAlg,
-    SignatureError, SignatureParams, SigningKey, VerificationKey, content_digest, sign_request,
-    sign_request_mac, verify_content_digest, verify_request_keyed,
+    MacKey, RequestParts, STANDARD_COVERED, SignatureAlg, SignatureError, SignatureParams,
+    SigningKey, VerificationKey, content_digest, sign_request, sign_request_mac,
+    verify_content_digest, verify_request_keyed,
 };
 use crate::ports::{Cache, Clock};
 use crate::services::outbox::PeerContacts;
@@ -166,10 +166,13 @@ impl PeerSigner {
             .with_created(now)
             .with_expires(now + SIGNATURE_LIFETIME_SECS)
             .with_keyid(self.kid.clone())
-            .with_alg(match pair_key {
-                Some(_) => ALG_HMAC_SHA256,
-                None => ALG_ED25519,
-            })
+            .with_alg(
+                match pair_key {
+                    Some(_) => SignatureAlg::HmacSha256,
+                    None => SignatureAlg::Ed25519,
+                }
+                .as_str(),
+            )
             .with_nonce(nonce.to_string());
         let signed = match pair_key {
             Some(mac) => sign_request_mac(&parts, STANDARD_COVERED, &params, mac),
