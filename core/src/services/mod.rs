@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod auth;
+mod generation_bumps;
 pub mod health;
 pub mod items;
 pub mod network_fetch;

@@ -4,13 +4,15 @@
 //! Each page is stored as `<page document>\n<generation>` (compact JSON has no raw newline);
 //! a read fetches the owner's current
 //! generation and the page in one round trip and uses the page only if both agree. A write
-//! increments the generation (one atomic operation, no key scan).
+//! increments the generation (one atomic operation, no key scan); writes that arrive together
+//! share one round trip for it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::generation_bumps::GenerationBumps;
 use crate::model::{ItemFilter, PageDocument, PageRequest};
 use crate::ports::Cache;
 
@@ -21,6 +23,7 @@ pub const GENERATION_TTL: Duration = Duration::from_secs(24 * 3600);
 pub struct OwnerPageCache {
     cache: Arc<dyn Cache>,
     ttl: Duration,
+    bumps: GenerationBumps,
 }
 
 /// The outcome of a lookup.
@@ -37,7 +40,8 @@ pub enum Lookup {
 
 impl OwnerPageCache {
     pub fn new(cache: Arc<dyn Cache>, ttl: Duration) -> Self {
-        OwnerPageCache { cache, ttl }
+        let bumps = GenerationBumps::new(cache.clone(), GENERATION_TTL);
+        OwnerPageCache { cache, ttl, bumps }
     }
 
     pub async fn lookup(&self, filter: &ItemFilter, page: PageRequest) -> Lookup {
@@ -86,11 +90,7 @@ impl OwnerPageCache {
             generation_key(network, domain, owner),
             network_generation_key(network, domain),
         ];
-        // One round trip for both: this runs on every write.
-        if let Err(err) = self.cache.increment_each(&keys, 1, GENERATION_TTL).await {
-            // Pages expire on their own after their TTL.
-            tracing::warn!(error = %err, "cache invalidation failed");
-        }
+        self.bumps.bump(&keys).await;
     }
 }
 
