@@ -39,6 +39,11 @@ use child::DpgChild;
 use db::ScratchDatabase;
 use phases::{BackendReport, Credential, Settings};
 
+/// As in `dpg`: the load generator allocates per request, and glibc's allocator took a
+/// visible share of the machine's CPU from the instances under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ABOUT: &str = "Benchmark the release dpg binary against this machine's own limits";
 
 const LONG_ABOUT: &str = "\
