@@ -157,10 +157,8 @@ impl NetworkFetchService {
         let ttl =
             Duration::from_secs(minimum.max(requested.min(self.settings.max_cache_ttl.as_secs())));
         let key = page_key(&query, ttl);
-        let generation = self.generation(&query.filter).await;
-        if let Some(generation) = &generation
-            && let Some(page) = self.cached_page(&key, generation).await
-        {
+        let (generation, page) = self.lookup(&query.filter, &key).await;
+        if let Some(page) = page {
             return Ok(NetworkOutcome::Page(page));
         }
         // Joining a fan-out already under way is free; starting one costs the client budget.
@@ -577,30 +575,38 @@ impl NetworkFetchService {
         lock(&self.cursor_capable).contains(&peer.key)
     }
 
-    async fn generation(&self, filter: &ItemFilter) -> Option<String> {
-        match self
-            .deps
-            .cache
-            .get(&network_generation_key(&filter.network, &filter.domain))
-            .await
-        {
-            Ok(Some(raw)) => String::from_utf8(raw).ok(),
-            Ok(None) => Some("0".to_string()),
+    /// This instance's write generation of the filter's domain and the page under `key` if
+    /// it was stored at that generation, in one cache round trip. No generation when the
+    /// cache is down: the read then goes uncached.
+    async fn lookup(&self, filter: &ItemFilter, key: &str) -> (Option<String>, Option<Vec<u8>>) {
+        let keys = [
+            network_generation_key(&filter.network, &filter.domain),
+            key.to_string(),
+        ];
+        let mut values = match self.deps.cache.get_many(&keys).await {
+            Ok(values) => values.into_iter(),
             Err(err) => {
                 tracing::warn!(error = %err, "cache unavailable; network read goes uncached");
-                None
+                return (None, None);
             }
-        }
+        };
+        let generation = match values.next().flatten() {
+            Some(raw) => match String::from_utf8(raw) {
+                Ok(generation) => generation,
+                Err(_) => return (None, None),
+            },
+            None => "0".to_string(),
+        };
+        let page = values
+            .next()
+            .flatten()
+            .and_then(|stored| page_at(stored, &generation));
+        (Some(generation), page)
     }
 
     async fn cached_page(&self, key: &str, generation: &str) -> Option<Vec<u8>> {
-        let mut stored = self.deps.cache.get(key).await.ok()??;
-        let newline = stored.iter().rposition(|b| *b == b'\n')?;
-        if stored[newline + 1..] != *generation.as_bytes() {
-            return None;
-        }
-        stored.truncate(newline);
-        Some(stored)
+        let stored = self.deps.cache.get(key).await.ok()??;
+        page_at(stored, generation)
     }
 
     async fn store(&self, key: &str, generation: &str, page: &[u8], partial: bool, ttl: Duration) {
@@ -639,6 +645,16 @@ impl NetworkFetchService {
             retry_after_secs,
         })
     }
+}
+
+/// The page of a stored `<page>\n<generation>` value, if it was stored at `generation`.
+fn page_at(mut stored: Vec<u8>, generation: &str) -> Option<Vec<u8>> {
+    let newline = stored.iter().rposition(|b| *b == b'\n')?;
+    if stored[newline + 1..] != *generation.as_bytes() {
+        return None;
+    }
+    stored.truncate(newline);
+    Some(stored)
 }
 
 /// How many of a peer's first items an offset page may need.

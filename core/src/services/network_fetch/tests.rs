@@ -248,15 +248,24 @@ impl PeerTransport for Transport {
     }
 }
 
+/// Counts its reads: each `get` or `get_many` is one round trip to a shared cache.
 #[derive(Default)]
-struct MemoryCache(Mutex<HashMap<String, Vec<u8>>>);
+struct MemoryCache(Mutex<HashMap<String, Vec<u8>>>, AtomicUsize);
+
+impl MemoryCache {
+    fn round_trips(&self) -> usize {
+        self.1.load(AtomicOrdering::SeqCst)
+    }
+}
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CoreError> {
+        self.1.fetch_add(1, AtomicOrdering::SeqCst);
         Ok(lock(&self.0).get(key).cloned())
     }
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CoreError> {
+        self.1.fetch_add(1, AtomicOrdering::SeqCst);
         let map = lock(&self.0);
         Ok(keys.iter().map(|k| map.get(k).cloned()).collect())
     }
@@ -680,6 +689,66 @@ async fn concurrent_identical_misses_fan_out_once() {
     for remote in &net.remotes {
         assert_eq!(remote.counts.load(AtomicOrdering::SeqCst), 1);
         assert_eq!(remote.fetches.load(AtomicOrdering::SeqCst), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_cached_page_takes_one_cache_round_trip_until_a_write_here_hides_it() {
+    let (a, b, c) = spread(30);
+    let net = network(
+        a,
+        vec![
+            ("http://b.example", b, Behaviour::Ours),
+            ("http://c.example", c, Behaviour::Ours),
+        ],
+        NetworkFetchSettings::default(),
+    );
+    let first = page_of(
+        net.service
+            .fetch(query(10, Paging::Offset(0)))
+            .await
+            .expect("page"),
+    );
+    let before = net.cache.round_trips();
+    let again = page_of(
+        net.service
+            .fetch(query(10, Paging::Offset(0)))
+            .await
+            .expect("page"),
+    );
+    assert_eq!(
+        net.cache.round_trips() - before,
+        1,
+        "generation and page together"
+    );
+    assert_eq!(ids(&again.items), ids(&first.items));
+    for remote in &net.remotes {
+        assert_eq!(
+            remote.fetches.load(AtomicOrdering::SeqCst),
+            1,
+            "served from the cache"
+        );
+    }
+
+    // A write on this instance bumps the domain's generation: the next read fans out again.
+    net.cache
+        .increment(
+            &network_generation_key("yellow_dot", "student"),
+            1,
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("bump");
+    net.service
+        .fetch(query(10, Paging::Offset(0)))
+        .await
+        .expect("page");
+    for remote in &net.remotes {
+        assert_eq!(
+            remote.fetches.load(AtomicOrdering::SeqCst),
+            2,
+            "the hidden page is rebuilt"
+        );
     }
 }
 
