@@ -219,13 +219,41 @@ pub struct ReceivedRequest<'a> {
 
 pub struct PeerTrustService {
     catalog: Arc<CatalogHandle>,
-    identity: Arc<InstanceIdentity>,
+    /// This instance's origin, worked out once instead of on every signed request.
+    origin: OwnOrigin,
     cache: Arc<dyn Cache>,
     clock: Arc<dyn Clock>,
     /// This instance's pair keys, when it has a key of its own (pair-key reads verify).
     pairs: Option<Arc<PairKeys>>,
     /// Told about every peer that proved itself (its waiting deliveries go at once).
     contacts: Option<Arc<dyn PeerContacts>>,
+}
+
+/// The parts of this instance's base URL that every signed request is checked against.
+#[derive(Debug)]
+struct OwnOrigin {
+    /// `scheme://host[:port]`, as the URL parser spells it (the base URL itself if it
+    /// does not parse).
+    origin: String,
+    /// `None` when the base URL does not parse: no alias is then accepted.
+    scheme: Option<String>,
+    normalized: String,
+}
+
+impl OwnOrigin {
+    fn of(base_url: &str) -> Self {
+        let base = base_url.trim_end_matches('/');
+        let parsed = url::Url::parse(base).ok();
+        let origin = parsed.as_ref().map_or_else(
+            || base.to_string(),
+            |url| url.origin().ascii_serialization(),
+        );
+        OwnOrigin {
+            normalized: normalize_instance_url(&origin),
+            scheme: parsed.map(|url| url.scheme().to_string()),
+            origin,
+        }
+    }
 }
 
 fn unauthorized(code: ErrorCode, message: impl Into<String>) -> CoreError {
@@ -242,9 +270,10 @@ impl PeerTrustService {
         cache: Arc<dyn Cache>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let origin = OwnOrigin::of(&identity.base_url);
         PeerTrustService {
             catalog,
-            identity,
+            origin,
             cache,
             clock,
             pairs: None,
@@ -440,19 +469,12 @@ impl PeerTrustService {
     /// Our base URL plus the `Host` the request arrived with when it is an accepted alias
     /// (a loopback spelling of the base URL): what the signer may have called.
     fn target_uris(&self, request: &ReceivedRequest<'_>) -> Vec<String> {
-        let base = self.identity.base_url.trim_end_matches('/');
-        let origin = match url::Url::parse(base) {
-            Ok(url) => url.origin().ascii_serialization(),
-            Err(_) => base.to_string(),
-        };
-        let mut uris = vec![format!("{origin}{}", request.path_and_query)];
-        if let (Some(host), Ok(url)) = (request.host, url::Url::parse(base)) {
-            let alias = format!("{}://{host}", url.scheme());
-            if normalize_instance_url(&alias) == normalize_instance_url(&origin) {
-                let uri = format!("{alias}{}", request.path_and_query);
-                if !uris.contains(&uri) {
-                    uris.push(uri);
-                }
+        let own = &self.origin;
+        let mut uris = vec![format!("{}{}", own.origin, request.path_and_query)];
+        if let (Some(host), Some(scheme)) = (request.host, &own.scheme) {
+            let alias = format!("{scheme}://{host}");
+            if alias != own.origin && normalize_instance_url(&alias) == own.normalized {
+                uris.push(format!("{alias}{}", request.path_and_query));
             }
         }
         uris

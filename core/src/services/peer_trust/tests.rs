@@ -378,7 +378,7 @@ async fn loopback_aliases_of_our_authority_verify() {
         ..(*identity()).clone()
     });
     let mut trust = service(catalog("required", vec![listed("a-1", 1)]));
-    trust.identity = identity;
+    trust.origin = OwnOrigin::of(&identity.base_url);
     for target in ["http://127.0.0.1:2742", "http://localhost:2742"] {
         let sent = signed_by(&a_signer(), &format!("{target}{PATH}"), NOW, target);
         assert!(
