@@ -375,8 +375,13 @@ impl PeerTrustService {
                     }
                     let instances = found.into_inner();
                     if let Some(contacts) = &self.contacts {
+                        // An instance is listed once per network and domain it serves.
+                        let mut told: Vec<&str> = Vec::with_capacity(1);
                         for (_, instance_url) in &instances {
-                            contacts.peer_contacted(instance_url);
+                            if !told.contains(&instance_url.as_str()) {
+                                told.push(instance_url);
+                                contacts.peer_contacted(instance_url);
+                            }
                         }
                     }
                     return Ok(PeerCaller::Signed {
