@@ -250,7 +250,7 @@ impl NetworkFetchService {
         let counts = futures::future::join_all(
             peers
                 .iter()
-                .map(|peer| self.count_phase(peer, query, ttl, count_deadline)),
+                .map(|peer| self.count_phase(peer, query, ttl, count_deadline, generation)),
         )
         .await;
         let answered = counts
@@ -299,6 +299,7 @@ impl NetworkFetchService {
         query: &NetworkQuery,
         ttl: Duration,
         deadline: Instant,
+        generation: Option<&str>,
     ) -> (PeerReport, Option<u64>) {
         let started = Instant::now();
         let report = |status: PeerStatus, count: Option<u64>| PeerReport {
@@ -317,11 +318,26 @@ impl NetworkFetchService {
             {
                 return (report(PeerStatus::Skipped, None), None);
             }
+            let own_key = own_count_key(filter);
+            if let Some(generation) = generation
+                && let Ok(Some(stored)) = self.deps.cache.get(&own_key).await
+                && let Some(count) = page_at(stored, generation)
+                    .and_then(|raw| String::from_utf8(raw).ok())
+                    .and_then(|text| text.parse::<u64>().ok())
+            {
+                return (report(PeerStatus::Ok, Some(count)), Some(count));
+            }
             return match self
                 .before(deadline, self.deps.repository.count(filter))
                 .await
             {
-                Some(Ok(count)) => (report(PeerStatus::Ok, Some(count)), Some(count)),
+                Some(Ok(count)) => {
+                    if let Some(generation) = generation {
+                        let stored = format!("{count}\n{generation}");
+                        let _ = self.deps.cache.set(&own_key, stored.as_bytes(), ttl).await;
+                    }
+                    (report(PeerStatus::Ok, Some(count)), Some(count))
+                }
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, "own count failed during a network read");
                     (report(PeerStatus::Error, None), None)
@@ -728,6 +744,17 @@ fn page_key(query: &NetworkQuery, ttl: Duration) -> String {
 
 fn stale_key(page_key: &str) -> String {
     format!("stale:{page_key}")
+}
+
+/// This instance's own count for `filter`, stored as `<count>\n<generation>`: exact for as
+/// long as the domain's write generation is the one it was stored at.
+fn own_count_key(filter: &ItemFilter) -> String {
+    format!(
+        "network-own-count:{}:{}:{}",
+        filter.network,
+        filter.domain,
+        filter_fingerprint(filter)
+    )
 }
 
 fn filter_fingerprint(filter: &ItemFilter) -> String {

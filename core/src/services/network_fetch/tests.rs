@@ -624,8 +624,11 @@ async fn nobody_answering_gives_the_stale_page_or_nothing() {
     );
     assert_eq!(fresh.meta["stale"], false);
     // The fresh copy expires (the stale copy does not), then the peer goes down.
-    lock(&net.cache.0)
-        .retain(|k, _| !k.starts_with("network-page:") && !k.starts_with("network-count:"));
+    lock(&net.cache.0).retain(|k, _| {
+        !["network-page:", "network-count:", "network-own-count:"]
+            .iter()
+            .any(|fresh| k.starts_with(fresh))
+    });
     // This instance's own database is down too: nobody answers.
     let down = network_with_store(
         Store(Vec::new(), Storage::Broken),
@@ -750,6 +753,75 @@ async fn a_cached_page_takes_one_cache_round_trip_until_a_write_here_hides_it() 
             "the hidden page is rebuilt"
         );
     }
+}
+
+/// The count this instance reported for itself in a page's `meta.peers`.
+fn own_count(page: &Decoded) -> Option<u64> {
+    page.meta["peers"]
+        .as_array()?
+        .iter()
+        .find(|peer| peer["instance_url"] == SELF_URL)?["count"]
+        .as_u64()
+}
+
+#[tokio::test]
+async fn the_own_count_is_kept_until_a_write_here_changes_the_generation() {
+    let (a, b, c) = spread(30);
+    let mine = a.len() as u64;
+    let net = network(
+        a,
+        vec![
+            ("http://b.example", b, Behaviour::Ours),
+            ("http://c.example", c, Behaviour::Ours),
+        ],
+        NetworkFetchSettings::default(),
+    );
+    let first = page_of(
+        net.service
+            .fetch(query(10, Paging::Offset(0)))
+            .await
+            .expect("page"),
+    );
+    assert_eq!(own_count(&first), Some(mine));
+    let own_key = own_count_key(&query(10, Paging::Offset(0)).filter);
+    let stored = net
+        .cache
+        .get(&own_key)
+        .await
+        .expect("cache")
+        .expect("stored");
+    assert_eq!(stored, format!("{mine}\n0").into_bytes());
+
+    // Another page of the same filter (a miss) takes the stored count, not the storage's.
+    let planted = format!("{}\n0", mine + 5);
+    net.cache
+        .set(&own_key, planted.as_bytes(), Duration::from_secs(60))
+        .await
+        .expect("plant");
+    let other = page_of(
+        net.service
+            .fetch(query(5, Paging::Offset(0)))
+            .await
+            .expect("page"),
+    );
+    assert_eq!(own_count(&other), Some(mine + 5));
+
+    // A write here moves the generation on: the stored count no longer counts.
+    net.cache
+        .increment(
+            &network_generation_key("yellow_dot", "student"),
+            1,
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("bump");
+    let after = page_of(
+        net.service
+            .fetch(query(5, Paging::Offset(0)))
+            .await
+            .expect("page"),
+    );
+    assert_eq!(own_count(&after), Some(mine));
 }
 
 #[tokio::test]
