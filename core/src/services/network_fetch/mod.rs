@@ -321,7 +321,7 @@ impl NetworkFetchService {
             let own_key = own_count_key(filter);
             if let Some(generation) = generation
                 && let Ok(Some(stored)) = self.deps.cache.get(&own_key).await
-                && let Some(count) = page_at(stored, generation)
+                && let Some(count) = value_at(stored, generation)
                     .and_then(|raw| String::from_utf8(raw).ok())
                     .and_then(|text| text.parse::<u64>().ok())
             {
@@ -616,13 +616,13 @@ impl NetworkFetchService {
         let page = values
             .next()
             .flatten()
-            .and_then(|stored| page_at(stored, &generation));
+            .and_then(|stored| value_at(stored, &generation));
         (Some(generation), page)
     }
 
     async fn cached_page(&self, key: &str, generation: &str) -> Option<Vec<u8>> {
         let stored = self.deps.cache.get(key).await.ok()??;
-        page_at(stored, generation)
+        value_at(stored, generation)
     }
 
     async fn store(&self, key: &str, generation: &str, page: &[u8], partial: bool, ttl: Duration) {
@@ -663,8 +663,9 @@ impl NetworkFetchService {
     }
 }
 
-/// The page of a stored `<page>\n<generation>` value, if it was stored at `generation`.
-fn page_at(mut stored: Vec<u8>, generation: &str) -> Option<Vec<u8>> {
+/// The value of a stored `<value>\n<generation>` entry (a page, or this instance's own
+/// count), if it was stored at `generation`.
+fn value_at(mut stored: Vec<u8>, generation: &str) -> Option<Vec<u8>> {
     let newline = stored.iter().rposition(|b| *b == b'\n')?;
     if stored[newline + 1..] != *generation.as_bytes() {
         return None;
