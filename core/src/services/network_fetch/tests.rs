@@ -503,12 +503,7 @@ async fn cursor_walks_cover_everything_once() {
     );
     let expected = sorted(&everything, &ItemFilter::new("yellow_dot", "student"));
     // The first page (by offset) teaches which peers page by cursor.
-    let first = page_of(
-        net.service
-            .fetch(query(6, Paging::Offset(0)))
-            .await
-            .expect("page"),
-    );
+    let first = first_page(&net, 6).await;
     let mut seen = first.items.clone();
     let mut cursor = first.meta["next_cursor"].as_str().map(str::to_string);
     while let Some(raw) = cursor {
@@ -543,12 +538,7 @@ async fn a_hanging_peer_makes_a_partial_page_within_the_deadline() {
         settings,
     );
     let started = std::time::Instant::now();
-    let page = page_of(
-        net.service
-            .fetch(query(20, Paging::Offset(0)))
-            .await
-            .expect("page"),
-    );
+    let page = first_page(&net, 20).await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -592,12 +582,7 @@ async fn hostile_answers_mark_the_peer_invalid_and_never_fail_the_request() {
             ],
             NetworkFetchSettings::default(),
         );
-        let page = page_of(
-            net.service
-                .fetch(query(1, Paging::Offset(0)))
-                .await
-                .expect("page"),
-        );
+        let page = first_page(&net, 1).await;
         assert_eq!(page.meta["partial"], true, "{answer}");
         assert_eq!(page.meta["peers"][2]["status"], "invalid", "{answer}");
         assert!(
@@ -616,12 +601,7 @@ async fn nobody_answering_gives_the_stale_page_or_nothing() {
         vec![("http://b.example", b, Behaviour::Ours)],
         NetworkFetchSettings::default(),
     );
-    let fresh = page_of(
-        net.service
-            .fetch(query(5, Paging::Offset(0)))
-            .await
-            .expect("page"),
-    );
+    let fresh = first_page(&net, 5).await;
     assert_eq!(fresh.meta["stale"], false);
     // The fresh copy expires (the stale copy does not), then the peer goes down.
     lock(&net.cache.0).retain(|k, _| {
@@ -668,9 +648,10 @@ async fn nobody_answering_gives_the_stale_page_or_nothing() {
     }
 }
 
-#[tokio::test]
-async fn concurrent_identical_misses_fan_out_once() {
-    let (a, b, c) = spread(30);
+/// Three healthy instances sharing `n` items; also how many this one holds.
+fn healthy_three(n: usize) -> (Network, u64) {
+    let (a, b, c) = spread(n);
+    let mine = a.len() as u64;
     let net = network(
         a,
         vec![
@@ -679,6 +660,33 @@ async fn concurrent_identical_misses_fan_out_once() {
         ],
         NetworkFetchSettings::default(),
     );
+    (net, mine)
+}
+
+async fn first_page(net: &Network, limit: u32) -> Decoded {
+    page_of(
+        net.service
+            .fetch(query(limit, Paging::Offset(0)))
+            .await
+            .expect("page"),
+    )
+}
+
+/// What an item write on this instance does to network reads: its generation moves on.
+async fn write_here(net: &Network) {
+    net.cache
+        .increment(
+            &network_generation_key("yellow_dot", "student"),
+            1,
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("bump");
+}
+
+#[tokio::test]
+async fn concurrent_identical_misses_fan_out_once() {
+    let (net, _) = healthy_three(30);
     let calls = (0..200).map(|_| {
         let service = net.service.clone();
         async move { service.fetch(query(10, Paging::Offset(0))).await }
@@ -697,28 +705,10 @@ async fn concurrent_identical_misses_fan_out_once() {
 
 #[tokio::test]
 async fn a_cached_page_takes_one_cache_round_trip_until_a_write_here_hides_it() {
-    let (a, b, c) = spread(30);
-    let net = network(
-        a,
-        vec![
-            ("http://b.example", b, Behaviour::Ours),
-            ("http://c.example", c, Behaviour::Ours),
-        ],
-        NetworkFetchSettings::default(),
-    );
-    let first = page_of(
-        net.service
-            .fetch(query(10, Paging::Offset(0)))
-            .await
-            .expect("page"),
-    );
+    let (net, _) = healthy_three(30);
+    let first = first_page(&net, 10).await;
     let before = net.cache.round_trips();
-    let again = page_of(
-        net.service
-            .fetch(query(10, Paging::Offset(0)))
-            .await
-            .expect("page"),
-    );
+    let again = first_page(&net, 10).await;
     assert_eq!(
         net.cache.round_trips() - before,
         1,
@@ -734,14 +724,7 @@ async fn a_cached_page_takes_one_cache_round_trip_until_a_write_here_hides_it() 
     }
 
     // A write on this instance bumps the domain's generation: the next read fans out again.
-    net.cache
-        .increment(
-            &network_generation_key("yellow_dot", "student"),
-            1,
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("bump");
+    write_here(&net).await;
     net.service
         .fetch(query(10, Paging::Offset(0)))
         .await
@@ -766,22 +749,8 @@ fn own_count(page: &Decoded) -> Option<u64> {
 
 #[tokio::test]
 async fn the_own_count_is_kept_until_a_write_here_changes_the_generation() {
-    let (a, b, c) = spread(30);
-    let mine = a.len() as u64;
-    let net = network(
-        a,
-        vec![
-            ("http://b.example", b, Behaviour::Ours),
-            ("http://c.example", c, Behaviour::Ours),
-        ],
-        NetworkFetchSettings::default(),
-    );
-    let first = page_of(
-        net.service
-            .fetch(query(10, Paging::Offset(0)))
-            .await
-            .expect("page"),
-    );
+    let (net, mine) = healthy_three(30);
+    let first = first_page(&net, 10).await;
     assert_eq!(own_count(&first), Some(mine));
     let own_key = own_count_key(&query(10, Paging::Offset(0)).filter);
     let stored = net
@@ -798,29 +767,12 @@ async fn the_own_count_is_kept_until_a_write_here_changes_the_generation() {
         .set(&own_key, planted.as_bytes(), Duration::from_secs(60))
         .await
         .expect("plant");
-    let other = page_of(
-        net.service
-            .fetch(query(5, Paging::Offset(0)))
-            .await
-            .expect("page"),
-    );
+    let other = first_page(&net, 5).await;
     assert_eq!(own_count(&other), Some(mine + 5));
 
     // A write here moves the generation on: the stored count no longer counts.
-    net.cache
-        .increment(
-            &network_generation_key("yellow_dot", "student"),
-            1,
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("bump");
-    let after = page_of(
-        net.service
-            .fetch(query(5, Paging::Offset(0)))
-            .await
-            .expect("page"),
-    );
+    write_here(&net).await;
+    let after = first_page(&net, 5).await;
     assert_eq!(own_count(&after), Some(mine));
 }
 
@@ -851,12 +803,7 @@ async fn the_breaker_stops_calling_a_dead_peer_and_private_filters_are_refused()
         2,
         "no calls once open"
     );
-    let page = page_of(
-        net.service
-            .fetch(query(9, Paging::Offset(0)))
-            .await
-            .expect("page"),
-    );
+    let page = first_page(&net, 9).await;
     assert_eq!(page.meta["peers"][1]["status"], "circuit_open");
     assert_eq!(
         net.service.breaker_states(),
@@ -916,12 +863,7 @@ async fn own_storage_slower_than_the_deadline_times_out_like_a_peer() {
         settings,
     );
     let started = std::time::Instant::now();
-    let page = page_of(
-        net.service
-            .fetch(query(10, Paging::Offset(0)))
-            .await
-            .expect("page"),
-    );
+    let page = first_page(&net, 10).await;
     assert!(started.elapsed() < Duration::from_secs(3), "bounded");
     assert_eq!(page.meta["peers"][0]["status"], "timeout");
     assert_eq!(page.meta["partial"], true);
