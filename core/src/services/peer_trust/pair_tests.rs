@@ -3,7 +3,7 @@
 
 use super::tests::{
     ME, NOW, PATH, a_signer, catalog, code, flip_first_byte, key, listed, service, signed_by,
-    signed_with,
+    signed_with, verified_as_a1,
 };
 use super::*;
 
@@ -41,18 +41,7 @@ async fn a_pair_key_read_verifies_and_names_its_sender() {
         "{:?}",
         sent.input
     );
-    let caller = trust
-        .authenticate(&sent.received(), false)
-        .await
-        .expect("verified");
-    assert_eq!(
-        caller,
-        PeerCaller::Signed {
-            kid: "a-1".into(),
-            instances: vec![("yellow_dot".into(), A.into())],
-            alg: SignatureAlg::HmacSha256,
-        }
-    );
+    let caller = verified_as_a1(&trust, &sent, SignatureAlg::HmacSha256).await;
     assert!(trust.authorize(&caller, "yellow_dot").is_ok());
     // The same instance's Ed25519 reads still verify, as Ed25519.
     let ed25519 = signed_by(&a_signer(), &format!("{ME}{PATH}"), NOW, "p2");

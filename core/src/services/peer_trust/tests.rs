@@ -157,14 +157,13 @@ pub(super) fn a_signer() -> PeerSigner {
     PeerSigner::new(key(1), "a-1")
 }
 
-pub(super) fn code(result: Result<PeerCaller, CoreError>) -> ErrorCode {
-    result.expect_err("rejected").code()
-}
-
-#[tokio::test]
-async fn a_good_signature_names_its_instances() {
-    let trust = service(catalog("required", vec![listed("a-1", 1)]));
-    let sent = signed_by(&a_signer(), &format!("{ME}{PATH}"), NOW, "n1");
+/// Authenticates `sent` as a read, which must verify as a-1's, speaking for
+/// https://a.example.org in yellow_dot only, signed with `alg`.
+pub(super) async fn verified_as_a1(
+    trust: &PeerTrustService,
+    sent: &Sent,
+    alg: SignatureAlg,
+) -> PeerCaller {
     let caller = trust
         .authenticate(&sent.received(), false)
         .await
@@ -174,9 +173,21 @@ async fn a_good_signature_names_its_instances() {
         PeerCaller::Signed {
             kid: "a-1".into(),
             instances: vec![("yellow_dot".into(), "https://a.example.org".into())],
-            alg: SignatureAlg::Ed25519,
+            alg,
         }
     );
+    caller
+}
+
+pub(super) fn code(result: Result<PeerCaller, CoreError>) -> ErrorCode {
+    result.expect_err("rejected").code()
+}
+
+#[tokio::test]
+async fn a_good_signature_names_its_instances() {
+    let trust = service(catalog("required", vec![listed("a-1", 1)]));
+    let sent = signed_by(&a_signer(), &format!("{ME}{PATH}"), NOW, "n1");
+    let caller = verified_as_a1(&trust, &sent, SignatureAlg::Ed25519).await;
     assert!(trust.authorize(&caller, "yellow_dot").is_ok());
     assert_eq!(
         trust
@@ -210,18 +221,7 @@ async fn a_kid_another_network_gives_another_key_does_not_speak_for_that_network
     .expect("doc");
     let trust = service(handle(vec![yellow, blue]));
     let sent = signed_by(&a_signer(), &format!("{ME}{PATH}"), NOW, "n1");
-    let caller = trust
-        .authenticate(&sent.received(), false)
-        .await
-        .expect("verified");
-    assert_eq!(
-        caller,
-        PeerCaller::Signed {
-            kid: "a-1".into(),
-            instances: vec![("yellow_dot".into(), "https://a.example.org".into())],
-            alg: SignatureAlg::Ed25519,
-        }
-    );
+    let caller = verified_as_a1(&trust, &sent, SignatureAlg::Ed25519).await;
     assert_eq!(
         trust
             .authorize(&caller, "blue_dot")
