@@ -304,6 +304,28 @@ mod tests {
         assert_eq!(store.load().await.expect("table exists"), Vec::new());
     }
 
+    /// Without query planner stability SQLite plans a statement again whenever a new value
+    /// is bound to its `LIMIT ?`: every page query would be parsed and planned anew
+    /// (`.cargo/config.toml` builds the bundled SQLite with it).
+    #[tokio::test]
+    async fn sqlite_keeps_query_plans_across_bound_limits() {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = SqlDatabase::connect("sqlite::memory:")
+            .await
+            .expect("connects");
+        let row = db
+            .connection()
+            .query_one_raw(Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT sqlite_compileoption_used('ENABLE_QPSG') AS used",
+            ))
+            .await
+            .expect("query")
+            .expect("one row");
+        let used: i64 = row.try_get("", "used").expect("integer");
+        assert_eq!(used, 1, "SQLite was built without SQLITE_ENABLE_QPSG");
+    }
+
     #[tokio::test]
     async fn invalid_urls_are_refused_without_echoing_them() {
         let err = SqlDatabase::connect("postgres://user:secret@[bad/db")
