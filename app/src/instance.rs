@@ -234,6 +234,7 @@ impl Instance {
         }));
         let peer_items = Arc::new(PeerItemsService::new(
             repository.clone(),
+            cache.clone(),
             catalog.clone(),
             identity.clone(),
         ));

@@ -77,8 +77,16 @@ fn fetch_local(
     Json(json!({"meta": meta, "items": [item(1), item(2)]}))
 }
 
+/// A complete item record, as a peer sends it.
 fn item(n: u32) -> Value {
-    json!({"item_id": format!("00000000-0000-4000-8000-00000000000{n}"), "item_state": {"n": n}})
+    json!({
+        "item_network": "dev", "item_domain": "jobs", "item_type": "job",
+        "item_id": format!("00000000-0000-4000-8000-00000000000{n}"),
+        "item_instance_url": "http://127.0.0.1:9", "item_schema_url": "http://127.0.0.1:9/s",
+        "item_state": {"n": n}, "item_latitude": null, "item_longitude": null,
+        "created_by": "u", "created_at": "2026-05-13T10:00:00.123Z",
+        "updated_at": "2026-05-13T10:00:00.123Z"
+    })
 }
 
 /// The fake peer and the proxy in front of it.
@@ -223,7 +231,12 @@ async fn fetch_local_returns_items_total_and_cursor_capability() {
         .fetch_local(&url, &filter(), &page(2, 0, None), "r")
         .await
         .expect("page");
-    assert_eq!(answer.items, vec![item(1), item(2)]);
+    let sent: Vec<Value> = answer
+        .items
+        .iter()
+        .map(|i| serde_json::to_value(i).expect("json"))
+        .collect();
+    assert_eq!(sent, vec![item(1), item(2)]);
     assert_eq!(answer.total, Some(7));
     assert!(!answer.cursor_capable);
 

@@ -1,8 +1,10 @@
 //! Request bodies and answer parsing of the peer calls, kept free of I/O so they are
 //! tested on their own.
 
-use dpg_core::model::ItemFilter;
+use dpg_core::model::{Item, ItemFilter};
 use dpg_core::ports::{PeerError, PeerPage, PeerPageAnswer};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 /// The `count_local` body: the filter's keys in the reference's order, absent ones omitted.
@@ -71,28 +73,47 @@ pub(super) fn parse_count(bytes: &[u8]) -> Result<u64, PeerError> {
     }
 }
 
-/// A `fetch_local` answer: an object whose `items` is an array; `meta` is optional. Items
-/// are returned as they came: the caller validates them.
+/// A `fetch_local` answer: an object whose `items` is an array of complete item records;
+/// `meta` is optional. Read straight into items, without an intermediate JSON tree: the
+/// caller checks what each item claims.
 pub(super) fn parse_page(bytes: &[u8]) -> Result<PeerPageAnswer, PeerError> {
-    let mut answer = parse_object(bytes)?;
-    let items = match answer.remove("items") {
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(invalid("items is not an array")),
-        None => return Err(invalid("items is missing")),
-    };
-    let (total, cursor_capable) = match answer.get("meta") {
-        None | Some(Value::Null) => (None, false),
-        Some(Value::Object(meta)) => (
-            meta.get("total").and_then(Value::as_u64),
-            meta.contains_key("next_cursor"),
-        ),
-        Some(_) => return Err(invalid("meta is not an object")),
-    };
+    let page: WirePage = serde_json::from_slice(bytes).map_err(|e| {
+        PeerError::Invalid(match e.classify() {
+            serde_json::error::Category::Data => format!("not a page: {e}"),
+            _ => "the answer is not JSON".to_string(),
+        })
+    })?;
+    let meta = page.meta.unwrap_or_default();
     Ok(PeerPageAnswer {
-        items,
-        total,
-        cursor_capable,
+        items: page.items,
+        total: meta.total,
+        cursor_capable: meta.next_cursor,
     })
+}
+
+#[derive(Deserialize)]
+struct WirePage {
+    items: Vec<Item>,
+    #[serde(default)]
+    meta: Option<WireMeta>,
+}
+
+#[derive(Default, Deserialize)]
+struct WireMeta {
+    /// Informative only: anything but a non-negative integer is taken as absent.
+    #[serde(default, deserialize_with = "count_or_none")]
+    total: Option<u64>,
+    /// Present, even `null`: the peer pages by cursor.
+    #[serde(default, deserialize_with = "present")]
+    next_cursor: bool,
+}
+
+fn count_or_none<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    Ok(Value::deserialize(deserializer)?.as_u64())
+}
+
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 /// The statuses of a batch answer, `{"results": [{"status": 201, ...}, ...]}`: `None` unless
@@ -289,11 +310,24 @@ mod tests {
         }
     }
 
+    fn item_json(instance: &str) -> Value {
+        json!({
+            "item_network": "dev", "item_domain": "jobs", "item_type": "job",
+            "item_id": "0983ee4f-d0b7-41f2-a596-9836085e9732", "item_instance_url": instance,
+            "item_schema_url": format!("{instance}/s.json"), "item_state": {"title": "x"},
+            "item_latitude": null, "item_longitude": 73.8, "created_by": "u",
+            "created_at": "2026-05-13T10:00:00.123Z", "updated_at": "2026-05-13T10:00:00.123Z"
+        })
+    }
+
     #[test]
-    fn page_answers_need_an_items_array() {
-        let page = parse_page(br#"{"meta":{"total":7,"limit":2,"offset":0},"items":[{"a":1},2]}"#)
-            .expect("page");
-        assert_eq!(page.items, vec![json!({"a": 1}), json!(2)]);
+    fn page_answers_need_an_items_array_of_complete_records() {
+        let body = json!({"meta": {"total": 7, "limit": 2, "offset": 0},
+                          "items": [item_json("http://a.test"), item_json("http://b.test")]});
+        let page = parse_page(body.to_string().as_bytes()).expect("page");
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(page.items[1].instance_url, "http://b.test");
+        assert_eq!(page.items[0].longitude, Some(73.8));
         assert_eq!(page.total, Some(7));
         assert!(!page.cursor_capable);
 
@@ -317,12 +351,21 @@ mod tests {
             );
         }
 
+        let mut incomplete = item_json("http://a.test");
+        incomplete
+            .as_object_mut()
+            .expect("object")
+            .remove("item_latitude");
+        let incomplete = json!({"items": [item_json("http://a.test"), incomplete]}).to_string();
         for bad in [
             r#"{"items": {}}"#,
             r#"{"items": "[]"}"#,
             r#"{"items": null}"#,
+            r#"{"items": [{"a": 1}]}"#,
+            r#"{"items": [2]}"#,
             r#"{"meta": {}}"#,
             r#"{"meta": 1, "items": []}"#,
+            incomplete.as_str(),
             r#"[]"#,
             "<html>",
         ] {

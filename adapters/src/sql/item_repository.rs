@@ -78,6 +78,16 @@ impl ItemRepository for SqlItemRepository {
                 items: Vec::new(),
             });
         }
+        let items = self.find_slice(filter, page).await?;
+        Ok(ItemPage { total, items })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(network = %filter.network, domain = %filter.domain))]
+    async fn find_slice(
+        &self,
+        filter: &ItemFilter,
+        page: PageRequest,
+    ) -> Result<Vec<Item>, CoreError> {
         let rows = Entity::find()
             .filter(item_condition(filter, self.backend))
             // The one global order: newest first, item_id (byte order = lowercase hex order on
@@ -89,10 +99,7 @@ impl ItemRepository for SqlItemRepository {
             .all(&self.conn)
             .await
             .map_err(|e| storage_error("find items", &e))?;
-        Ok(ItemPage {
-            total,
-            items: rows.into_iter().map(item::Model::into_item).collect(),
-        })
+        Ok(rows.into_iter().map(item::Model::into_item).collect())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(network = %filter.network, domain = %filter.domain))]

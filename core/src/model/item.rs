@@ -4,6 +4,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 /// A stored item (reference-contract Appendix A.1); serialized with the wire's field names.
+/// Read only as a complete record: every key present, the coordinates as `null` at least.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
     #[serde(rename = "item_network")]
@@ -18,9 +19,9 @@ pub struct Item {
     pub schema_url: String,
     #[serde(rename = "item_state")]
     pub state: Value,
-    #[serde(rename = "item_latitude")]
+    #[serde(rename = "item_latitude", deserialize_with = "required")]
     pub latitude: Option<f64>,
-    #[serde(rename = "item_longitude")]
+    #[serde(rename = "item_longitude", deserialize_with = "required")]
     pub longitude: Option<f64>,
     pub created_by: String,
     #[serde(with = "wire_time")]
@@ -111,6 +112,14 @@ impl PageDocument {
         let document: PageDocumentRef<'static> = serde_json::from_slice(&self.0)?;
         Ok((document.meta, document.items.into_owned()))
     }
+}
+
+/// A field that must be present even when it may be `null` (serde takes an absent `Option`
+/// for `None` unless the field has a deserializer of its own).
+fn required<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    T::deserialize(deserializer)
 }
 
 /// Timestamps as JavaScript's `Date#toISOString` writes them (UTC, milliseconds, `Z`); any

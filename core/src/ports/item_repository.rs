@@ -20,6 +20,14 @@ pub trait ItemRepository: Send + Sync {
     /// `page`, with `total` = number of all matches.
     async fn find(&self, filter: &ItemFilter, page: PageRequest) -> Result<ItemPage, CoreError>;
 
+    /// The items of `page` among those matching `filter`, in the order of [`find`]
+    /// (Self::find), without counting them.
+    async fn find_slice(
+        &self,
+        filter: &ItemFilter,
+        page: PageRequest,
+    ) -> Result<Vec<Item>, CoreError>;
+
     /// At most `limit` items matching `filter` that come after `after` in the global order
     /// (from the start when `None`), in that order. Keyset paging: costs `limit`, not the
     /// depth of the page.

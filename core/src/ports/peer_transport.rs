@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::model::ItemFilter;
+use crate::model::{Item, ItemFilter};
 
 /// Why a peer call produced no usable answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,10 +30,11 @@ pub struct PeerPage {
     pub cursor: Option<String>,
 }
 
-/// A peer's page as received: `items` are raw JSON, checked by the caller.
+/// A peer's page as received: well-formed, but not yet checked against the request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerPageAnswer {
-    pub items: Vec<Value>,
+    /// Complete item records, as they came: the caller checks what they claim.
+    pub items: Vec<Item>,
     /// `meta.total`, when present and a non-negative integer.
     pub total: Option<u64>,
     /// Whether `meta.next_cursor` was present (even null): the peer speaks keyset paging.

@@ -7,6 +7,7 @@ pub mod health;
 pub mod items;
 pub mod network_fetch;
 pub mod outbox;
+mod own_counts;
 mod page_cache;
 pub mod peer_items;
 pub mod peer_trust;

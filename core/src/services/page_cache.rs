@@ -62,11 +62,11 @@ impl OwnerPageCache {
             _ => "0".to_string(),
         };
         let mut values = values.into_iter();
-        if let Some(Some(mut stored)) = values.nth(1)
-            && let Some(newline) = stored.iter().rposition(|b| *b == b'\n')
-            && stored[newline + 1..] == *generation.as_bytes()
+        if let Some(stored) = values
+            .nth(1)
+            .flatten()
+            .and_then(|s| value_at(s, &generation))
         {
-            stored.truncate(newline);
             return Lookup::Hit(PageDocument::from_encoded(stored));
         }
         let [_, key] = keys;
@@ -74,10 +74,7 @@ impl OwnerPageCache {
     }
 
     pub async fn store(&self, key: &str, generation: &str, document: &PageDocument) {
-        let mut value = Vec::with_capacity(document.as_bytes().len() + 1 + generation.len());
-        value.extend_from_slice(document.as_bytes());
-        value.push(b'\n');
-        value.extend_from_slice(generation.as_bytes());
+        let value = tagged(document.as_bytes(), generation);
         if let Err(err) = self.cache.set(key, &value, self.ttl).await {
             tracing::warn!(error = %err, "cache write failed");
         }
@@ -92,6 +89,25 @@ impl OwnerPageCache {
         ];
         self.bumps.bump(&keys).await;
     }
+}
+
+/// `value` tagged with the generation it was computed at: `<value>\n<generation>`.
+pub fn tagged(value: &[u8], generation: &str) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(value.len() + 1 + generation.len());
+    stored.extend_from_slice(value);
+    stored.push(b'\n');
+    stored.extend_from_slice(generation.as_bytes());
+    stored
+}
+
+/// The value of a [`tagged`] entry, if it was stored at `generation`.
+pub fn value_at(mut stored: Vec<u8>, generation: &str) -> Option<Vec<u8>> {
+    let newline = stored.iter().rposition(|b| *b == b'\n')?;
+    if stored[newline + 1..] != *generation.as_bytes() {
+        return None;
+    }
+    stored.truncate(newline);
+    Some(stored)
 }
 
 /// The write generation of `network/domain` on this instance, part of network page keys.

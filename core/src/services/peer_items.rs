@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::error::{CoreError, ErrorCode};
 use crate::model::{Binding, InstanceIdentity, Item, ItemFilter, ItemKey, PageRequest};
 use crate::network::{CatalogHandle, NetworkCatalog};
-use crate::ports::ItemRepository;
+use crate::ports::{Cache, ItemRepository};
+use crate::services::own_counts::OwnCounts;
 
 /// The deepest `offset` accepted from peers: aggregators of the reference page by offset.
 pub const MAX_PEER_OFFSET: u32 = 100_000;
@@ -17,6 +18,7 @@ pub const MAX_PEER_LIMIT: u32 = 100;
 
 pub struct PeerItemsService {
     repository: Arc<dyn ItemRepository>,
+    counts: OwnCounts,
     catalog: Arc<CatalogHandle>,
     identity: Arc<InstanceIdentity>,
 }
@@ -48,10 +50,12 @@ struct PeerDocument<'a> {
 impl PeerItemsService {
     pub fn new(
         repository: Arc<dyn ItemRepository>,
+        cache: Arc<dyn Cache>,
         catalog: Arc<CatalogHandle>,
         identity: Arc<InstanceIdentity>,
     ) -> Self {
         PeerItemsService {
+            counts: OwnCounts::new(repository.clone(), cache),
             repository,
             catalog,
             identity,
@@ -61,7 +65,7 @@ impl PeerItemsService {
     /// `count_local`: how many items of a served binding match.
     pub async fn count(&self, filter: &ItemFilter) -> Result<u64, CoreError> {
         self.check(filter)?;
-        self.repository.count(filter).await
+        self.counts.count(filter).await
     }
 
     /// `fetch_local`: one page as the wire document.
@@ -85,20 +89,24 @@ impl PeerItemsService {
                         "cursor is not one this instance issued",
                     )
                 })?;
-                let (total, items) = futures::try_join!(
-                    self.repository.count(filter),
+                futures::try_join!(
+                    self.counts.count(filter),
                     self.repository
                         .find_after(filter, Some(after), request.limit)
-                )?;
-                (total, items)
+                )?
             }
             None => {
-                let page = PageRequest {
-                    limit: request.limit,
-                    offset: request.offset,
+                let total = self.counts.count(filter).await?;
+                let items = if total > u64::from(request.offset) {
+                    let page = PageRequest {
+                        limit: request.limit,
+                        offset: request.offset,
+                    };
+                    self.repository.find_slice(filter, page).await?
+                } else {
+                    Vec::new()
                 };
-                let found = self.repository.find(filter, page).await?;
-                (found.total, found.items)
+                (total, items)
             }
         };
         strip_private(&catalog, &mut items);

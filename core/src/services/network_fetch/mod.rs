@@ -23,7 +23,8 @@ pub use document::{PeerReport, PeerStatus};
 pub use peers::{Peer, check_item, peers_of};
 
 use self::document::{NetworkMeta, encode_page, mark_stale};
-use super::page_cache::network_generation_key;
+use super::own_counts::{OwnCounts, filter_fingerprint};
+use super::page_cache::{network_generation_key, tagged, value_at};
 use super::peer_items::{refuse_private_filter, strip_private};
 use super::rate_limit::{Limit, RateLimiter};
 use crate::error::CoreError;
@@ -115,6 +116,7 @@ pub struct NetworkFetchService {
     /// Peers that answered `fetch_local` with `meta.next_cursor`.
     cursor_capable: Mutex<HashSet<String>>,
     in_flight: Mutex<HashMap<String, Flight>>,
+    own_counts: OwnCounts,
 }
 
 /// One peer's contribution to a fan-out.
@@ -126,7 +128,9 @@ struct PeerOutcome {
 impl NetworkFetchService {
     pub fn new(deps: NetworkFetchDeps, settings: NetworkFetchSettings) -> Self {
         let limiter = RateLimiter::new(deps.cache.clone(), deps.clock.clone());
+        let own_counts = OwnCounts::new(deps.repository.clone(), deps.cache.clone());
         NetworkFetchService {
+            own_counts,
             deps,
             settings,
             limiter,
@@ -318,26 +322,9 @@ impl NetworkFetchService {
             {
                 return (report(PeerStatus::Skipped, None), None);
             }
-            let own_key = own_count_key(filter);
-            if let Some(generation) = generation
-                && let Ok(Some(stored)) = self.deps.cache.get(&own_key).await
-                && let Some(count) = value_at(stored, generation)
-                    .and_then(|raw| String::from_utf8(raw).ok())
-                    .and_then(|text| text.parse::<u64>().ok())
-            {
-                return (report(PeerStatus::Ok, Some(count)), Some(count));
-            }
-            return match self
-                .before(deadline, self.deps.repository.count(filter))
-                .await
-            {
-                Some(Ok(count)) => {
-                    if let Some(generation) = generation {
-                        let stored = format!("{count}\n{generation}");
-                        let _ = self.deps.cache.set(&own_key, stored.as_bytes(), ttl).await;
-                    }
-                    (report(PeerStatus::Ok, Some(count)), Some(count))
-                }
+            let count = self.own_counts.count_at(filter, generation);
+            return match self.before(deadline, count).await {
+                Some(Ok(count)) => (report(PeerStatus::Ok, Some(count)), Some(count)),
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, "own count failed during a network read");
                     (report(PeerStatus::Error, None), None)
@@ -517,16 +504,14 @@ impl NetworkFetchService {
             if answer.cursor_capable {
                 lock(&self.cursor_capable).insert(peer.key.clone());
             }
-            for value in answer.items {
-                match check_item(value, peer, &query.filter) {
-                    Ok(item) => items.push(item),
-                    Err(reason) => {
-                        self.record(peer, &Err::<(), _>(PeerError::Invalid(reason.clone())));
-                        tracing::warn!(peer = %peer.key, reason, "peer sent an invalid item");
-                        return Err(PeerStatus::Invalid);
-                    }
+            for item in &answer.items {
+                if let Err(reason) = check_item(item, peer, &query.filter) {
+                    self.record(peer, &Err::<(), _>(PeerError::Invalid(reason.clone())));
+                    tracing::warn!(peer = %peer.key, reason, "peer sent an invalid item");
+                    return Err(PeerStatus::Invalid);
                 }
             }
+            items.extend(answer.items);
         }
         self.record(peer, &Ok::<(), PeerError>(()));
         Ok(items)
@@ -626,10 +611,7 @@ impl NetworkFetchService {
     }
 
     async fn store(&self, key: &str, generation: &str, page: &[u8], partial: bool, ttl: Duration) {
-        let mut value = Vec::with_capacity(page.len() + 1 + generation.len());
-        value.extend_from_slice(page);
-        value.push(b'\n');
-        value.extend_from_slice(generation.as_bytes());
+        let value = tagged(page, generation);
         let ttl = if partial {
             ttl.min(self.settings.partial_ttl)
         } else {
@@ -661,17 +643,6 @@ impl NetworkFetchService {
             retry_after_secs,
         })
     }
-}
-
-/// The value of a stored `<value>\n<generation>` entry (a page, or this instance's own
-/// count), if it was stored at `generation`.
-fn value_at(mut stored: Vec<u8>, generation: &str) -> Option<Vec<u8>> {
-    let newline = stored.iter().rposition(|b| *b == b'\n')?;
-    if stored[newline + 1..] != *generation.as_bytes() {
-        return None;
-    }
-    stored.truncate(newline);
-    Some(stored)
 }
 
 /// How many of a peer's first items an offset page may need.
@@ -745,31 +716,6 @@ fn page_key(query: &NetworkQuery, ttl: Duration) -> String {
 
 fn stale_key(page_key: &str) -> String {
     format!("stale:{page_key}")
-}
-
-/// This instance's own count for `filter`, stored as `<count>\n<generation>`: exact for as
-/// long as the domain's write generation is the one it was stored at.
-fn own_count_key(filter: &ItemFilter) -> String {
-    format!(
-        "network-own-count:{}:{}:{}",
-        filter.network,
-        filter.domain,
-        filter_fingerprint(filter)
-    )
-}
-
-fn filter_fingerprint(filter: &ItemFilter) -> String {
-    let canonical = serde_json::json!([
-        filter.item_type,
-        filter.item_id,
-        filter.instance_url,
-        filter.schema_url,
-        filter.state.as_ref().map(|s| s.to_value()),
-        filter
-            .geo
-            .map(|g| [g.latitude, g.longitude, g.radius_meters]),
-    ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

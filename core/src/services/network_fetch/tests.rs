@@ -17,6 +17,7 @@ use super::*;
 use crate::model::{ItemPage, PageRequest, ServedBindings, StateFilter};
 use crate::network::{CatalogOrigin, NetworkDocument, SchemaCompiler};
 use crate::ports::PeerPageAnswer;
+use crate::services::own_counts::own_count_key;
 
 const SELF_URL: &str = "http://127.0.0.1:2742";
 
@@ -67,17 +68,21 @@ impl ItemRepository for Store {
         Ok(())
     }
     async fn find(&self, filter: &ItemFilter, page: PageRequest) -> Result<ItemPage, CoreError> {
-        let all = sorted(&self.0, filter);
-        let items = all
-            .iter()
+        Ok(ItemPage {
+            total: sorted(&self.0, filter).len() as u64,
+            items: self.find_slice(filter, page).await?,
+        })
+    }
+    async fn find_slice(
+        &self,
+        filter: &ItemFilter,
+        page: PageRequest,
+    ) -> Result<Vec<Item>, CoreError> {
+        Ok(sorted(&self.0, filter)
+            .into_iter()
             .skip(page.offset as usize)
             .take(page.limit as usize)
-            .cloned()
-            .collect();
-        Ok(ItemPage {
-            total: all.len() as u64,
-            items,
-        })
+            .collect())
     }
     async fn find_after(
         &self,
@@ -184,8 +189,11 @@ impl PeerTransport for Transport {
                 return Err(PeerError::Unreachable("refused".into()));
             }
             Behaviour::Answer(v) => {
+                // As the HTTP transport reads a page: only complete records are items.
+                let items = serde_json::from_value(v["items"].clone())
+                    .map_err(|e| PeerError::Invalid(format!("malformed items: {e}")))?;
                 return Ok(PeerPageAnswer {
-                    items: v["items"].as_array().cloned().unwrap_or_default(),
+                    items,
                     total: None,
                     cursor_capable: false,
                 });
@@ -215,10 +223,7 @@ impl PeerTransport for Transport {
             ),
         };
         Ok(PeerPageAnswer {
-            items: items
-                .iter()
-                .map(|i| serde_json::to_value(i).expect("json"))
-                .collect(),
+            items,
             total: None,
             cursor_capable,
         })
