@@ -247,10 +247,10 @@ impl HttpPeerTransport {
         if let Some(signer) = &self.signer {
             let nonce = uuid::Uuid::new_v4().simple().to_string();
             signature_headers = signer
-                .headers_with(
+                .headers_for(
                     pair_key,
                     "POST",
-                    url.as_str(),
+                    &url,
                     "application/json",
                     &body,
                     now,

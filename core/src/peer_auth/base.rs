@@ -34,6 +34,15 @@ impl RequestParts {
     ) -> Result<RequestParts, SignatureError> {
         let url = url::Url::parse(target_uri)
             .map_err(|e| SignatureError::Malformed(format!("target URI: {e}")))?;
+        RequestParts::from_url(method, &url, headers)
+    }
+
+    /// [`from_uri`](Self::from_uri) for a target URI the caller has parsed already.
+    pub fn from_url(
+        method: &str,
+        url: &url::Url,
+        headers: Vec<(String, String)>,
+    ) -> Result<RequestParts, SignatureError> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(SignatureError::Malformed(
                 "target URI must be http or https".to_string(),

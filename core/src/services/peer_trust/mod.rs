@@ -6,7 +6,7 @@
 //! publish one key are signed with the pair key they share ([`PairKeys`]): the same trust
 //! root for a hash instead of an Ed25519 signature and verification per read.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{CoreError, ErrorCode};
@@ -66,10 +66,7 @@ impl PeerSigner {
     /// Signs reads with pair keys from now on, for peers that publish exactly one key in
     /// `catalog`.
     pub fn with_pair_reads(mut self, catalog: Arc<CatalogHandle>) -> Self {
-        self.pairs = Some(Arc::new(PairReads {
-            catalog,
-            refused_until: Mutex::default(),
-        }));
+        self.pairs = Some(Arc::new(PairReads::new(catalog)));
         self
     }
 
@@ -92,7 +89,7 @@ impl PeerSigner {
     /// within the last hour (`now` in seconds since the epoch).
     pub fn pair_key_for(&self, peer_url: &str, now: i64) -> Option<MacKey> {
         let pairs = self.pairs.as_ref()?;
-        let peer = normalize_instance_url(peer_url);
+        let peer = pairs.normalized(peer_url);
         let refused = pairs
             .refused_until
             .lock()
@@ -152,16 +149,34 @@ impl PeerSigner {
         now: i64,
         nonce: &str,
     ) -> Result<Vec<(&'static str, String)>, CoreError> {
+        let target = url::Url::parse(target_uri).map_err(|e| {
+            CoreError::internal(format!("cannot sign a request to {target_uri}: {e}"))
+        })?;
+        self.headers_for(pair_key, method, &target, content_type, body, now, nonce)
+    }
+
+    /// [`headers_with`](Self::headers_with) for a target URI the caller has parsed already.
+    #[allow(clippy::too_many_arguments)]
+    pub fn headers_for(
+        &self,
+        pair_key: Option<&MacKey>,
+        method: &str,
+        target: &url::Url,
+        content_type: &str,
+        body: &[u8],
+        now: i64,
+        nonce: &str,
+    ) -> Result<Vec<(&'static str, String)>, CoreError> {
         let digest = content_digest(body);
-        let parts = RequestParts::from_uri(
+        let parts = RequestParts::from_url(
             method,
-            target_uri,
+            target,
             vec![
                 ("content-type".to_string(), content_type.to_string()),
                 ("content-digest".to_string(), digest.clone()),
             ],
         )
-        .map_err(|e| CoreError::internal(format!("cannot sign a request to {target_uri}: {e}")))?;
+        .map_err(|e| CoreError::internal(format!("cannot sign a request to {target}: {e}")))?;
         let params = SignatureParams::new()
             .with_created(now)
             .with_expires(now + SIGNATURE_LIFETIME_SECS)
