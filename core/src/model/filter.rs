@@ -1,4 +1,5 @@
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::{CoreError, ErrorCode};
@@ -23,6 +24,21 @@ pub struct ItemFilter {
 }
 
 impl ItemFilter {
+    /// A stable digest of what selects items within the filter's domain (owner included):
+    /// equal filters, equal digests, whatever order their parts came in.
+    pub fn fingerprint(&self) -> String {
+        let canonical = serde_json::json!([
+            self.created_by,
+            self.item_type,
+            self.item_id,
+            self.instance_url,
+            self.schema_url,
+            self.state.as_ref().map(|s| s.to_value()),
+            self.geo.map(|g| [g.latitude, g.longitude, g.radius_meters]),
+        ]);
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+
     pub fn new(network: impl Into<String>, domain: impl Into<String>) -> Self {
         ItemFilter {
             network: network.into(),

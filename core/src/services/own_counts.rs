@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use super::page_cache::{network_generation_key, tagged, value_at};
 use crate::error::CoreError;
 use crate::model::ItemFilter;
@@ -108,24 +106,8 @@ pub(crate) fn own_count_key(filter: &ItemFilter) -> String {
         "network-own-count:{}:{}:{}",
         filter.network,
         filter.domain,
-        filter_fingerprint(filter)
+        filter.fingerprint()
     )
-}
-
-/// A stable digest of what selects items within a domain.
-pub fn filter_fingerprint(filter: &ItemFilter) -> String {
-    let canonical = serde_json::json!([
-        filter.created_by,
-        filter.item_type,
-        filter.item_id,
-        filter.instance_url,
-        filter.schema_url,
-        filter.state.as_ref().map(|s| s.to_value()),
-        filter
-            .geo
-            .map(|g| [g.latitude, g.longitude, g.radius_meters]),
-    ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 #[cfg(test)]

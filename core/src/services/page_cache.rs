@@ -128,22 +128,8 @@ fn page_key(filter: &ItemFilter, page: PageRequest) -> String {
     )
 }
 
-/// A stable digest of everything that shapes a page.
+/// A stable digest of everything that shapes a page (network and domain are in the key).
 fn fingerprint(filter: &ItemFilter, page: PageRequest) -> String {
-    let canonical = serde_json::json!([
-        filter.network,
-        filter.domain,
-        filter.item_type,
-        filter.item_id,
-        filter.instance_url,
-        filter.schema_url,
-        filter.state.as_ref().map(|s| s.to_value()),
-        filter
-            .geo
-            .map(|g| [g.latitude, g.longitude, g.radius_meters]),
-        filter.created_by,
-        page.limit,
-        page.offset,
-    ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    let shape = format!("{}|{}|{}", filter.fingerprint(), page.limit, page.offset);
+    hex::encode(Sha256::digest(shape.as_bytes()))
 }

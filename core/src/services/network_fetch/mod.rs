@@ -23,7 +23,7 @@ pub use document::{PeerReport, PeerStatus};
 pub use peers::{Peer, check_item, peers_of};
 
 use self::document::{NetworkMeta, encode_page, mark_stale};
-use super::own_counts::{OwnCounts, filter_fingerprint};
+use super::own_counts::OwnCounts;
 use super::page_cache::{network_generation_key, tagged, value_at};
 use super::peer_items::{refuse_private_filter, strip_private};
 use super::rate_limit::{Limit, RateLimiter};
@@ -340,7 +340,7 @@ impl NetworkFetchService {
             filter.network,
             filter.domain,
             peer.key,
-            filter_fingerprint(filter)
+            filter.fingerprint()
         );
         if let Ok(Some(raw)) = self.deps.cache.get(&count_key).await
             && let Some(count) = std::str::from_utf8(&raw)
@@ -701,7 +701,7 @@ fn page_key(query: &NetworkQuery, ttl: Duration) -> String {
     let digest = hex::encode(Sha256::digest(
         format!(
             "{}|{}|{}|{}",
-            filter_fingerprint(&query.filter),
+            query.filter.fingerprint(),
             query.limit,
             paging,
             ttl.as_secs()
