@@ -74,21 +74,39 @@ impl State {
 pub struct Destinations {
     per_destination: usize,
     states: HashMap<String, State>,
+    /// Destinations as spelled, normalized: the same few are looked up on every delivery
+    /// and every signed request.
+    normalized: HashMap<String, String>,
 }
+
+/// Spellings remembered normalized; past this the memo starts over.
+const MAX_REMEMBERED_SPELLINGS: usize = 4096;
 
 impl Destinations {
     pub fn new(per_destination: usize) -> Self {
         Destinations {
             per_destination: per_destination.max(1),
             states: HashMap::new(),
+            normalized: HashMap::new(),
         }
     }
 
+    /// The key of `destination`: its normalized URL.
+    fn key(&mut self, destination: &str) -> String {
+        if let Some(key) = self.normalized.get(destination) {
+            return key.clone();
+        }
+        if self.normalized.len() >= MAX_REMEMBERED_SPELLINGS {
+            self.normalized.clear();
+        }
+        let key = normalize_instance_url(destination);
+        self.normalized.insert(destination.to_string(), key.clone());
+        key
+    }
+
     fn state(&mut self, destination: &str) -> &mut State {
-        let state = self
-            .states
-            .entry(normalize_instance_url(destination))
-            .or_default();
+        let key = self.key(destination);
+        let state = self.states.entry(key).or_default();
         if !state.spellings.contains(destination) {
             state.spellings.insert(destination.to_string());
         }
@@ -263,8 +281,12 @@ impl Destinations {
     /// Consecutive failures of a destination so far and since when it fails (for the probe
     /// backoff); `(0, None)` when healthy.
     pub fn failures(&self, destination: &str) -> (u32, Option<DateTime<Utc>>) {
+        let key = match self.normalized.get(destination) {
+            Some(key) => key.clone(),
+            None => normalize_instance_url(destination),
+        };
         self.states
-            .get(&normalize_instance_url(destination))
+            .get(&key)
             .and_then(|s| s.failing.as_ref())
             .map_or((0, None), |f| (f.failures, Some(f.since)))
     }
@@ -277,8 +299,8 @@ impl Destinations {
         now: DateTime<Utc>,
         min_interval: std::time::Duration,
     ) -> Vec<String> {
-        let key = normalize_instance_url(destination);
-        let state = self.states.entry(key.clone()).or_default();
+        let key = self.key(destination);
+        let state = self.states.entry(key).or_default();
         let was_failing = state.failing.take().is_some();
         let recent = state
             .last_wake

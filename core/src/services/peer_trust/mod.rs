@@ -253,6 +253,8 @@ struct OwnOrigin {
     /// `None` when the base URL does not parse: no alias is then accepted.
     scheme: Option<String>,
     normalized: String,
+    /// The origin parsed, for targets built without parsing a host on every request.
+    url: Option<url::Url>,
 }
 
 impl OwnOrigin {
@@ -265,9 +267,29 @@ impl OwnOrigin {
         );
         OwnOrigin {
             normalized: normalize_instance_url(&origin),
-            scheme: parsed.map(|url| url.scheme().to_string()),
+            scheme: parsed.as_ref().map(|url| url.scheme().to_string()),
+            url: url::Url::parse(&origin).ok(),
             origin,
         }
+    }
+
+    /// The URL of `path_and_query` (as received) at this origin: the URL parser's form of
+    /// `<origin><path_and_query>`, the host taken as parsed once.
+    fn with_path(&self, path_and_query: &str) -> Option<url::Url> {
+        let Some(origin) = &self.url else {
+            return url::Url::parse(&format!("{}{path_and_query}", self.origin)).ok();
+        };
+        if !path_and_query.starts_with('/') || path_and_query.contains('#') {
+            return url::Url::parse(&format!("{}{path_and_query}", self.origin)).ok();
+        }
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        let mut target = origin.clone();
+        target.set_path(path);
+        target.set_query(query);
+        Some(target)
     }
 }
 
@@ -330,7 +352,7 @@ impl PeerTrustService {
         };
         let catalog = self.catalog.current();
         let mut last_error = None;
-        for target_uri in self.target_uris(request) {
+        for target in self.targets(request) {
             let mut headers = Vec::new();
             if let Some(value) = request.content_type {
                 headers.push(("content-type".to_string(), value.to_string()));
@@ -338,7 +360,7 @@ impl PeerTrustService {
             if let Some(value) = request.content_digest {
                 headers.push(("content-digest".to_string(), value.to_string()));
             }
-            let Ok(parts) = RequestParts::from_uri(request.method, &target_uri, headers) else {
+            let Ok(parts) = RequestParts::from_url(request.method, &target, headers) else {
                 continue;
             };
             let found = std::cell::RefCell::new(Vec::new());
@@ -488,16 +510,20 @@ impl PeerTrustService {
 
     /// Our base URL plus the `Host` the request arrived with when it is an accepted alias
     /// (a loopback spelling of the base URL): what the signer may have called.
-    fn target_uris(&self, request: &ReceivedRequest<'_>) -> Vec<String> {
+    fn targets(&self, request: &ReceivedRequest<'_>) -> Vec<url::Url> {
         let own = &self.origin;
-        let mut uris = vec![format!("{}{}", own.origin, request.path_and_query)];
+        let mut targets: Vec<url::Url> =
+            own.with_path(request.path_and_query).into_iter().collect();
         if let (Some(host), Some(scheme)) = (request.host, &own.scheme) {
             let alias = format!("{scheme}://{host}");
-            if alias != own.origin && normalize_instance_url(&alias) == own.normalized {
-                uris.push(format!("{alias}{}", request.path_and_query));
+            if alias != own.origin
+                && normalize_instance_url(&alias) == own.normalized
+                && let Ok(target) = url::Url::parse(&format!("{alias}{}", request.path_and_query))
+            {
+                targets.push(target);
             }
         }
-        uris
+        targets
     }
 
     fn check_time(&self, created: Option<i64>, expires: Option<i64>) -> Result<(), CoreError> {

@@ -485,3 +485,34 @@ async fn signed_writes_fail_closed_when_the_nonce_store_is_down() {
         "reads need no nonce store"
     );
 }
+
+#[test]
+fn signed_targets_are_what_the_url_parser_makes_of_origin_and_path() {
+    for base in [
+        "https://b.example.org",
+        "http://127.0.0.1:8080/",
+        "http://[::1]:9",
+        "https://B.Example.org:443",
+    ] {
+        let own = OwnOrigin::of(base);
+        for path_and_query in [
+            "/api/v1/network/item/fetch_local",
+            "/a/../b?x=1&y=%41",
+            "/a b?q=é",
+            "/?",
+            "/x?",
+            "/%2e%2e/y",
+            "/a\\b",
+            "/x?a#b",
+            "*",
+            "/√?√=1",
+        ] {
+            let parsed = url::Url::parse(&format!("{}{path_and_query}", own.origin)).ok();
+            assert_eq!(
+                own.with_path(path_and_query),
+                parsed,
+                "{base} {path_and_query}"
+            );
+        }
+    }
+}
