@@ -12,9 +12,10 @@ use crate::error::CoreError;
 use crate::model::ItemFilter;
 use crate::ports::{Cache, ItemRepository};
 
-/// How long a count stays cached. Exactness comes from the generation; this only bounds
-/// what counts of filters nobody asks for any more occupy.
-pub const OWN_COUNT_TTL: Duration = Duration::from_secs(600);
+/// How long a count stays cached. Exactness comes from the generation; this bounds what
+/// counts of filters nobody asks for any more occupy, also when a peer sends many distinct
+/// filters (one entry per filter for at most this long).
+pub const OWN_COUNT_TTL: Duration = Duration::from_secs(60);
 
 pub struct OwnCounts {
     repository: Arc<dyn ItemRepository>,

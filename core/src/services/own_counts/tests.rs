@@ -13,6 +13,8 @@ use crate::ports::MockItemRepository;
 struct SwitchableCache {
     entries: Mutex<HashMap<String, Vec<u8>>>,
     down: AtomicBool,
+    /// The lifetime of every entry written.
+    ttls: Mutex<Vec<Duration>>,
 }
 
 impl SwitchableCache {
@@ -45,8 +47,9 @@ impl Cache for SwitchableCache {
         let entries = self.entries.lock().expect("lock");
         Ok(keys.iter().map(|k| entries.get(k).cloned()).collect())
     }
-    async fn set(&self, key: &str, value: &[u8], _: Duration) -> Result<(), CoreError> {
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CoreError> {
         self.check()?;
+        self.ttls.lock().expect("lock").push(ttl);
         self.entries
             .lock()
             .expect("lock")
