@@ -3,7 +3,7 @@
 //! A catalog is built once per (re)load and swapped atomically; request handlers read the
 //! current one without locks held across awaits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -66,6 +66,8 @@ pub struct NetworkCatalog {
     key_holders: HashMap<String, Vec<KeyHolder>>,
     /// The distinct keys each instance (normalized URL) publishes, in any network.
     instance_keys: HashMap<String, Vec<VerifyingKey>>,
+    /// The instances (normalized URLs) each network lists: asked on every signed request.
+    members: HashMap<String, HashSet<String>>,
     pub loaded_at: DateTime<Utc>,
     pub origin: CatalogOrigin,
 }
@@ -135,6 +137,7 @@ impl NetworkCatalog {
             networks: IndexMap::new(),
             key_holders: HashMap::new(),
             instance_keys: HashMap::new(),
+            members: HashMap::new(),
             loaded_at: now,
             origin: CatalogOrigin::Sources,
         }
@@ -189,10 +192,23 @@ impl NetworkCatalog {
         }
         let key_holders = key_holders(networks.values().map(|n| &n.document));
         let instance_keys = instance_keys(&key_holders);
+        let members = networks
+            .iter()
+            .map(|(name, network)| {
+                let urls = network
+                    .document
+                    .instances
+                    .iter()
+                    .map(|i| normalize_instance_url(&i.instance_url))
+                    .collect();
+                (name.clone(), urls)
+            })
+            .collect();
         NetworkCatalog {
             networks,
             key_holders,
             instance_keys,
+            members,
             loaded_at,
             origin,
         }
@@ -343,13 +359,9 @@ impl NetworkCatalog {
 
     /// Whether the instance at `instance_url` (normalized) is listed in `network`.
     pub fn is_member(&self, network: &str, instance_url: &str) -> bool {
-        self.network(network)
-            .map(|doc| {
-                doc.instances
-                    .iter()
-                    .any(|i| normalize_instance_url(&i.instance_url) == instance_url)
-            })
-            .unwrap_or(false)
+        self.members
+            .get(network)
+            .is_some_and(|urls| urls.contains(instance_url))
     }
 
     /// The strictest `peer_auth` mode of the loaded networks (for start-up checks).
@@ -592,6 +604,18 @@ mod tests {
             Utc::now(),
             CatalogOrigin::Sources,
         )
+    }
+
+    #[test]
+    fn members_are_the_listed_instances_by_normalized_url() {
+        let catalog = build(vec![doc(json!({}))], HashMap::new());
+        assert!(catalog.is_member(
+            "yellow_dot",
+            &normalize_instance_url("http://127.0.0.1:2742/")
+        ));
+        assert!(catalog.is_member("yellow_dot", "http://localhost:2742"));
+        assert!(!catalog.is_member("yellow_dot", "http://localhost:2743"));
+        assert!(!catalog.is_member("other", "http://localhost:2742"));
     }
 
     #[test]

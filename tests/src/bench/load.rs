@@ -54,6 +54,38 @@ impl Measured {
     pub fn percentile_ms(&self, quantile: f64) -> Option<f64> {
         percentile_ms(&self.latencies_us, quantile)
     }
+
+    /// One phase measured in turns: the turns' requests, time and latencies together.
+    /// Cache misses add up when every turn read them; CPU is left to the caller.
+    pub fn merge(turns: Vec<Measured>) -> Measured {
+        let mut merged = Measured {
+            cache_misses: Some(0),
+            ..Measured::default()
+        };
+        for turn in turns {
+            merged.requests += turn.requests;
+            merged.errors += turn.errors;
+            merged.elapsed += turn.elapsed;
+            merged.latencies_us.extend(turn.latencies_us);
+            for sample in turn.error_samples {
+                if merged.error_samples.len() < ERROR_SAMPLES {
+                    merged.error_samples.push(sample);
+                }
+            }
+            merged.cache_misses = merged
+                .cache_misses
+                .zip(turn.cache_misses)
+                .map(|(a, b)| a + b);
+            for (tag, latencies) in turn.tags {
+                merged.tags.entry(tag).or_default().extend(latencies);
+            }
+        }
+        merged.latencies_us.sort_unstable();
+        for latencies in merged.tags.values_mut() {
+            latencies.sort_unstable();
+        }
+        merged
+    }
 }
 
 /// The nearest-rank percentile of sorted microsecond latencies, in milliseconds.
@@ -210,7 +242,36 @@ async fn send(request: reqwest::RequestBuilder) -> Result<bytes::Bytes, String> 
 
 #[cfg(test)]
 mod tests {
-    use super::percentile_ms;
+    use super::*;
+
+    #[test]
+    fn turns_merge_into_one_phase() {
+        let turn = |requests: u64, latencies: Vec<u64>, misses: Option<u64>| Measured {
+            requests,
+            errors: 1,
+            elapsed: Duration::from_millis(500),
+            latencies_us: latencies.clone(),
+            error_samples: vec![format!("e{requests}")],
+            cache_misses: misses,
+            instance_cpu_us: None,
+            tags: BTreeMap::from([("complete".to_string(), latencies)]),
+        };
+        let merged = Measured::merge(vec![
+            turn(3, vec![5, 9, 30], Some(3)),
+            turn(2, vec![1, 20], Some(2)),
+        ]);
+        assert_eq!((merged.requests, merged.errors), (5, 2));
+        assert_eq!(merged.elapsed, Duration::from_secs(1));
+        assert_eq!(merged.latencies_us, [1, 5, 9, 20, 30]);
+        assert_eq!(merged.tags["complete"], [1, 5, 9, 20, 30]);
+        assert_eq!(merged.error_samples, ["e3", "e2"]);
+        assert_eq!(merged.cache_misses, Some(5));
+        let unread = Measured::merge(vec![turn(1, vec![1], Some(1)), turn(1, vec![2], None)]);
+        assert_eq!(
+            unread.cache_misses, None,
+            "a turn without the count leaves it unknown"
+        );
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

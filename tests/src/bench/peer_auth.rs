@@ -1,11 +1,11 @@
 //! `bench --peer-auth`: what signing peer requests costs.
 //!
 //! In process: sign one realistic `fetch_local` request many times, and verify it the way a
-//! receiving instance does. End to end: the same network of three `dpg` children, unsigned
-//! (`peer_auth: off`, no keys) and signed (a key per instance, `peer_auth: required`), in
-//! turn and twice over, under the same network-read cache misses, each of which makes the
-//! aggregator call both peers. Every round fills its [`NetworkReport`] as it goes, so a
-//! failure keeps what was measured.
+//! receiving instance does. End to end: two networks of three `dpg` children up at once,
+//! unsigned (`peer_auth: off`, no keys) and signed (a key per instance, `peer_auth:
+//! required`), taking turns every half second under the same network-read cache misses, each
+//! of which makes the aggregator call both peers. Every round fills its [`NetworkReport`]s
+//! as it goes, so a failure keeps what was measured.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,8 +44,8 @@ const WARM_UP_SECONDS: u64 = 2;
 /// Rounds of each kind (unsigned, signed) unless `--rounds` says otherwise.
 pub const DEFAULT_ROUNDS: usize = 2;
 
-/// The unsigned and signed networks, in the order they run: `per_kind` of each, alternating,
-/// so that drift of a shared machine falls on both kinds alike.
+/// The unsigned and signed networks of each round, `per_kind` rounds (both networks of a
+/// round run at once, taking turns).
 pub fn rounds(per_kind: usize) -> Vec<(Trust, usize)> {
     (1..=per_kind)
         .flat_map(|number| [(Trust::Off, number), (Trust::Required, number)])
@@ -429,56 +429,159 @@ fn nanos(elapsed: Duration) -> u64 {
     u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// One round of the end-to-end part: a network of three with `trust`, the cache-miss
-/// phases, and the checks that it was (un)signed as meant.
-pub async fn measure_round(
+/// How long one network takes its turn in a phase before the other takes over.
+const TURN: Duration = Duration::from_millis(500);
+
+/// One side of a paired round: a network's kind and what is recorded of it.
+pub struct Side<'a> {
+    pub trust: Trust,
+    pub report: &'a mut NetworkReport,
+    pub cpu: &'a mut Vec<(Op, CpuUse)>,
+}
+
+/// One round of the end-to-end part: an unsigned and a signed network of three, both up at
+/// once. Every cache-miss phase is run in turns of [`TURN`] that alternate between the two
+/// (A B, B A, ...), so drift of a shared machine falls on both kinds alike; then the checks
+/// that each was (un)signed as meant.
+pub async fn measure_paired_round(
     dpg: &Path,
     dev_network: &Path,
     client: &reqwest::Client,
     settings: NetworkSettings,
-    trust: Trust,
-    report: &mut NetworkReport,
-    cpu: &mut Vec<(Op, CpuUse)>,
+    sides: &mut [Side<'_>; 2],
 ) -> anyhow::Result<()> {
-    let name = report.name.clone();
-    eprintln!("[{name}] starting 3 instances ...");
-    let network = BenchNetwork::start(dpg, dev_network, 3, None, trust, client).await?;
-    eprintln!(
-        "[{name}] ready: {} (pids {})",
-        network.public_urls.join(", "),
-        network.pids()
-    );
-    let measured = round_phases(&network, client, settings, trust, report, cpu).await;
-    let stopped = network.stop(&name).await;
+    let mut networks = Vec::with_capacity(2);
+    let mut started = Ok(());
+    for side in sides.iter() {
+        let name = &side.report.name;
+        eprintln!("[{name}] starting 3 instances ...");
+        match BenchNetwork::start(dpg, dev_network, 3, None, side.trust, client).await {
+            Ok(network) => {
+                eprintln!(
+                    "[{name}] ready: {} (pids {})",
+                    network.public_urls.join(", "),
+                    network.pids()
+                );
+                networks.push(network);
+            }
+            Err(error) => {
+                started = Err(error);
+                break;
+            }
+        }
+    }
+    let measured = match started {
+        Ok(()) => paired_phases(&networks, client, settings, sides).await,
+        Err(error) => Err(error),
+    };
+    let mut stopped = Ok(());
+    for (network, side) in networks.into_iter().zip(sides.iter()) {
+        let outcome = network.stop(&side.report.name).await;
+        if stopped.is_ok() {
+            stopped = outcome;
+        }
+    }
     measured?;
     stopped
 }
 
-async fn round_phases(
+async fn paired_phases(
+    networks: &[BenchNetwork],
+    client: &reqwest::Client,
+    settings: NetworkSettings,
+    sides: &mut [Side<'_>; 2],
+) -> anyhow::Result<()> {
+    let ttls = Ttls::new();
+    let mut taggings = Vec::with_capacity(2);
+    for (network, side) in networks.iter().zip(sides.iter_mut()) {
+        check_direct_calls(network, client, side.trust, side.report).await?;
+        seed(network, client, settings, side.report).await?;
+        let tagging = Tagging {
+            urls: Arc::new(network.public_urls.clone()),
+            watched: None,
+        };
+        warm_up(network, client, settings, &ttls, &tagging, side.report).await?;
+        taggings.push(tagging);
+    }
+    let turns = (settings.seconds * 1000)
+        .div_ceil(TURN.as_millis() as u64)
+        .max(1);
+    for (op, miss, alone) in PHASES {
+        let concurrency = if alone { 1 } else { settings.concurrency };
+        for side in sides.iter() {
+            eprintln!(
+                "[{}] GET network fetch, cache miss: {}, concurrency {concurrency} ({turns} \
+                 turns of {} ms, alternating with the other network) ...",
+                side.report.name,
+                miss.describe(),
+                TURN.as_millis()
+            );
+        }
+        let mut before = Vec::with_capacity(2);
+        for network in networks {
+            before.push(received_peer_requests(network, client).await?);
+        }
+        let mut parts: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+        let mut cpu_micros = [0u64; 2];
+        for turn in 0..turns {
+            // Each network goes first in every other pair of turns.
+            let order = if turn % 2 == 0 { [0, 1] } else { [1, 0] };
+            for index in order {
+                let network = &networks[index];
+                let cpu_before = network_cpu_micros(network)?;
+                let measured = miss_phase(
+                    network.aggregator()?,
+                    client,
+                    concurrency,
+                    Until::Elapsed(TURN),
+                    &ttls,
+                    miss,
+                    taggings[index].clone(),
+                )
+                .await?;
+                cpu_micros[index] += network_cpu_micros(network)?.saturating_sub(cpu_before);
+                parts[index].push(measured);
+            }
+        }
+        for (index, side) in sides.iter_mut().enumerate() {
+            let measured = Measured::merge(std::mem::take(&mut parts[index]));
+            let after = received_peer_requests(&networks[index], client).await?;
+            let used = CpuUse {
+                micros: cpu_micros[index],
+                requests: measured.requests,
+            };
+            record_phase(
+                side,
+                op,
+                miss,
+                concurrency,
+                before[index],
+                after,
+                used,
+                measured,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Seconds of cache misses that open peer connections and warm caches (not recorded).
+async fn warm_up(
     network: &BenchNetwork,
     client: &reqwest::Client,
     settings: NetworkSettings,
-    trust: Trust,
+    ttls: &Ttls,
+    tagging: &Tagging,
     report: &mut NetworkReport,
-    cpu: &mut Vec<(Op, CpuUse)>,
 ) -> anyhow::Result<()> {
     let name = report.name.clone();
-    check_direct_calls(network, client, trust, report).await?;
-    seed(network, client, settings, report).await?;
-
-    let ttls = Ttls::new();
-    let aggregator = network.aggregator()?;
-    let tagging = Tagging {
-        urls: Arc::new(network.public_urls.clone()),
-        watched: None,
-    };
     eprintln!("[{name}] warm-up: cache misses for {WARM_UP_SECONDS} s (not recorded) ...");
     let warm_up = miss_phase(
-        aggregator,
+        network.aggregator()?,
         client,
         settings.concurrency,
         Until::Elapsed(Duration::from_secs(WARM_UP_SECONDS)),
-        &ttls,
+        ttls,
         Miss::Ttl,
         tagging.clone(),
     )
@@ -491,50 +594,40 @@ async fn round_phases(
             warm_up.error_samples.first().map_or("", String::as_str)
         ));
     }
+    Ok(())
+}
 
-    for (op, miss, alone) in PHASES {
-        let concurrency = if alone { 1 } else { settings.concurrency };
-        eprintln!(
-            "[{name}] GET network fetch, cache miss: {}, concurrency {concurrency} ({} s) ...",
-            miss.describe(),
-            settings.seconds
-        );
-        let before = received_peer_requests(network, client).await?;
-        let cpu_before = network_cpu_micros(network)?;
-        let measured = miss_phase(
-            aggregator,
-            client,
-            concurrency,
-            Until::Elapsed(Duration::from_secs(settings.seconds)),
-            &ttls,
-            miss,
-            tagging.clone(),
-        )
-        .await?;
-        let cpu_after = network_cpu_micros(network)?;
-        let after = received_peer_requests(network, client).await?;
-        let (signed, unsigned, pair) = (
-            after.signed.saturating_sub(before.signed),
-            after.unsigned.saturating_sub(before.unsigned),
-            after.pair.saturating_sub(before.pair),
-        );
-        let used = CpuUse {
-            micros: cpu_after.saturating_sub(cpu_before),
-            requests: measured.requests,
-        };
-        let phase = format!("{}, concurrency {concurrency}", miss.describe());
-        report.notes.push(format!(
-            "{name}, {phase}: the instances received {signed} signed ({pair} of them with pair \
-             keys) and {unsigned} unsigned peer requests ({:.2} per network fetch) and used \
-             {:.0} µs of CPU per network fetch (all three).",
-            (signed + unsigned) as f64 / measured.requests.max(1) as f64,
-            used.per_request_us().unwrap_or(0.0)
-        ));
-        check_signed_counts(trust, signed, unsigned, &measured)
-            .with_context(|| format!("{name}, {phase}"))?;
-        cpu.push((op, used));
-        report.measurements.push((op, measured));
-    }
+/// Notes what one side received and used in a phase, checks it was (un)signed as meant,
+/// and records the measurement.
+#[allow(clippy::too_many_arguments)]
+fn record_phase(
+    side: &mut Side<'_>,
+    op: Op,
+    miss: Miss,
+    concurrency: usize,
+    before: Received,
+    after: Received,
+    used: CpuUse,
+    measured: Measured,
+) -> anyhow::Result<()> {
+    let (signed, unsigned, pair) = (
+        after.signed.saturating_sub(before.signed),
+        after.unsigned.saturating_sub(before.unsigned),
+        after.pair.saturating_sub(before.pair),
+    );
+    let name = side.report.name.clone();
+    let phase = format!("{}, concurrency {concurrency}", miss.describe());
+    side.report.notes.push(format!(
+        "{name}, {phase}: the instances received {signed} signed ({pair} of them with pair \
+         keys) and {unsigned} unsigned peer requests ({:.2} per network fetch) and used \
+         {:.0} µs of CPU per network fetch (all three).",
+        (signed + unsigned) as f64 / measured.requests.max(1) as f64,
+        used.per_request_us().unwrap_or(0.0)
+    ));
+    check_signed_counts(side.trust, signed, unsigned, &measured)
+        .with_context(|| format!("{name}, {phase}"))?;
+    side.cpu.push((op, used));
+    side.report.measurements.push((op, measured));
     Ok(())
 }
 

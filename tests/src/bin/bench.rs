@@ -118,16 +118,18 @@ PeerSigner::headers, then verify every one as instance 2's PeerTrustService::aut
 and authorize do (a read; again as a write, which spends the nonce in the in-process cache
 and is not authorized here), the
 RFC 9421 verify_request alone, and the body's Content-Digest alone: p50, p99, mean in us.
-Then end to end, --rounds rounds of each kind, alternating: 3 dpg children set up as in --network
-(no fault proxy), --items-per-instance 2000 each, in a document with peer_auth: off and no
-keys (unsigned), then with a fresh Ed25519 key per instance listed in instances[].keys
-(DPG_INSTANCE_KEY) and peer_auth: required (signed), and so on, so that drift shows and
-falls on both kinds alike. Before seeding, an unsigned fetch_local straight to instance 2 must get
-401 in a signed round (200 in an unsigned one) and one signed with instance 1's key 200.
-Each round: 2 s of cache misses (not recorded), then for --seconds each GET network fetch
-cache misses with distinct cache_ttl_seconds (the aggregator calls fetch_local on both
-peers) and with distinct item_id filters (count_local on both peers), first at
---concurrency (CPU-bound on a small machine), then both again one request at a time;
+Then end to end, --rounds rounds: in each, two networks of 3 dpg children set up as in
+--network (no fault proxy), --items-per-instance 2000 each, both up at once: one in a document
+with peer_auth: off and no keys (unsigned), one with a fresh Ed25519 key per instance listed in
+instances[].keys (DPG_INSTANCE_KEY) and peer_auth: required (signed). Before seeding, an
+unsigned fetch_local straight to instance 2 must get 401 in the signed network (200 in the
+unsigned one) and one signed with instance 1's key 200. Each network: 2 s of cache misses
+(not recorded). Then for --seconds per network each GET network fetch cache misses with
+distinct cache_ttl_seconds (the aggregator calls fetch_local on both peers) and with
+distinct item_id filters (count_local on both peers), first at --concurrency (CPU-bound on a
+small machine), then both again one request at a time; every phase runs in turns of 500 ms
+that alternate between the two networks (A B, B A, ...), so that drift of the machine falls
+on both kinds alike;
 dpg_peer_requests_received_total on every instance must show only signed peer requests in
 a signed round, only unsigned ones in an unsigned round; the instances' CPU time (utime +
 stime from /proc/<pid>/stat) is read around every phase. Prints the in-process table, the
@@ -219,10 +221,11 @@ struct Args {
     #[arg(long, requires = "network", value_parser = clap::value_parser!(u64).range(1..))]
     items_per_instance_x10: Option<u64>,
     /// Peer-signature mode: signing and verification in process, then networks of 3
-    /// embedded instances unsigned and signed, interleaved (see below).
+    /// embedded instances unsigned and signed, taking turns (see below).
     #[arg(long, conflicts_with_all = ["items", "backend", "postgres_url", "redis_url", "network"])]
     peer_auth: bool,
-    /// With --peer-auth: rounds of each kind (unsigned, signed), alternating [default: 2].
+    /// With --peer-auth: rounds, each an unsigned and a signed network taking turns
+    /// [default: 2].
     #[arg(long, requires = "peer_auth", value_parser = clap::value_parser!(u64).range(1..=20))]
     rounds: Option<u64>,
     /// Actions mode: perform and update-status across two signed PostgreSQL + Redis
@@ -489,8 +492,9 @@ async fn run_peer_auth(args: Args) -> anyhow::Result<()> {
         network::MAX_CACHE_TTL_SECONDS,
     );
     println!(
-        "- load generator: this process, {concurrency} keep-alive connections; rounds in \
-         this order: {}",
+        "- load generator: this process, {concurrency} keep-alive connections; both networks \
+         of a round up at once, every phase in 500 ms turns alternating between them; \
+         rounds: {}",
         planned
             .iter()
             .map(|(trust, n)| peer_auth_report::round_name(*trust, *n))
@@ -533,27 +537,36 @@ async fn run_peer_auth(args: Args) -> anyhow::Result<()> {
         .context("could not build the HTTP client")?;
     let mut reports = Vec::new();
     let mut cpus = Vec::new();
-    for &(trust, number) in &planned {
-        let mut report = network::NetworkReport {
-            name: peer_auth_report::round_name(trust, number),
+    for pair in planned.chunks(2) {
+        let [(first, number), (second, _)] = pair else {
+            bail!("rounds come in pairs of an unsigned and a signed network");
+        };
+        let report = |trust| network::NetworkReport {
+            name: peer_auth_report::round_name(trust, *number),
             instances: 3,
             items_per_instance: settings.items_per_instance,
             ..network::NetworkReport::default()
         };
-        let mut cpu = Vec::new();
-        let outcome = peer_auth::measure_round(
-            &dpg,
-            &dev_network,
-            &client,
-            settings,
-            trust,
-            &mut report,
-            &mut cpu,
-        )
-        .await;
-        let name = report.name.clone();
-        reports.push(report);
-        cpus.push(cpu);
+        let (mut first_report, mut second_report) = (report(*first), report(*second));
+        let (mut first_cpu, mut second_cpu) = (Vec::new(), Vec::new());
+        let mut sides = [
+            peer_auth::Side {
+                trust: *first,
+                report: &mut first_report,
+                cpu: &mut first_cpu,
+            },
+            peer_auth::Side {
+                trust: *second,
+                report: &mut second_report,
+                cpu: &mut second_cpu,
+            },
+        ];
+        let outcome =
+            peer_auth::measure_paired_round(&dpg, &dev_network, &client, settings, &mut sides)
+                .await;
+        let name = format!("{} and {}", first_report.name, second_report.name);
+        reports.extend([first_report, second_report]);
+        cpus.extend([first_cpu, second_cpu]);
         if let Err(error) = outcome {
             eprintln!("[{name}] FAILED: {error:#}");
             failures.push(format!("{name}: {error:#}"));
