@@ -150,28 +150,24 @@ where
             ))
         })
         .collect();
-    let mut measured = Measured::default();
+    let mut tallies = Vec::with_capacity(workers.len());
     for handle in workers {
         let tally = handle
             .await
             .map_err(|error| anyhow!("a load worker stopped abnormally: {error}"))?;
-        measured.requests += tally.requests;
-        measured.errors += tally.errors;
-        measured.latencies_us.extend(tally.latencies_us);
-        for sample in tally.error_samples {
-            if measured.error_samples.len() < ERROR_SAMPLES {
-                measured.error_samples.push(sample);
-            }
-        }
-        for (tag, latencies) in tally.tags {
-            measured.tags.entry(tag).or_default().extend(latencies);
-        }
+        tallies.push(Measured {
+            requests: tally.requests,
+            errors: tally.errors,
+            latencies_us: tally.latencies_us,
+            error_samples: tally.error_samples,
+            tags: tally.tags,
+            ..Measured::default()
+        });
     }
+    // The workers ran side by side: the phase lasted as long as the slowest.
+    let mut measured = Measured::merge(tallies);
     measured.elapsed = started.elapsed();
-    measured.latencies_us.sort_unstable();
-    for latencies in measured.tags.values_mut() {
-        latencies.sort_unstable();
-    }
+    measured.cache_misses = None;
     Ok(measured)
 }
 
