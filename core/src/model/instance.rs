@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use url::Url;
 
 use super::ServedBindings;
@@ -49,6 +51,33 @@ pub fn normalize_instance_url(raw: &str) -> String {
         let _ = url.set_host(Some("localhost"));
     }
     strip_one_slash(url.as_str())
+}
+
+/// Spellings of instance URLs remembered normalized, so that the same few URLs are not
+/// parsed again on every request; past [`NormalizedUrls::MAX`] spellings it starts over.
+#[derive(Debug, Default)]
+pub struct NormalizedUrls(HashMap<String, String>);
+
+impl NormalizedUrls {
+    pub const MAX: usize = 4096;
+
+    /// `raw` normalized, if it was seen before.
+    pub fn get(&self, raw: &str) -> Option<&str> {
+        self.0.get(raw).map(String::as_str)
+    }
+
+    /// `raw` normalized (see [`normalize_instance_url`]), remembered for next time.
+    pub fn normalize(&mut self, raw: &str) -> String {
+        if let Some(normalized) = self.0.get(raw) {
+            return normalized.clone();
+        }
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        let normalized = normalize_instance_url(raw);
+        self.0.insert(raw.to_string(), normalized.clone());
+        normalized
+    }
 }
 
 fn strip_one_slash(s: &str) -> String {

@@ -18,7 +18,7 @@ pub use action::{
 pub use binding::{Binding, ServedBindings};
 pub use caller::{AuthMethod, Caller};
 pub use filter::{EARTH_RADIUS_METERS, GeoBox, GeoRadius, ItemFilter, PageRequest, StateFilter};
-pub use instance::{InstanceIdentity, base_url, normalize_instance_url};
+pub use instance::{InstanceIdentity, NormalizedUrls, base_url, normalize_instance_url};
 pub use item::{Item, ItemChanges, ItemPage, NewItem, PageDocument, PageMeta, wire_time};
 pub use position::{ItemKey, global_order};
 pub use text::{reject_nul, reject_nul_in_json};

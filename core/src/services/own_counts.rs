@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::page_cache::{network_generation_key, tagged, value_at};
+use super::page_cache::{generation_of, network_generation_key, tagged, value_at};
 use crate::error::CoreError;
 use crate::model::ItemFilter;
 use crate::ports::{Cache, ItemRepository};
@@ -43,12 +43,8 @@ impl OwnCounts {
             }
         };
         let mut values = values.into_iter();
-        let generation = match values.next().flatten() {
-            Some(raw) => match String::from_utf8(raw) {
-                Ok(generation) => generation,
-                Err(_) => return self.repository.count(filter).await,
-            },
-            None => "0".to_string(),
+        let Some(generation) = generation_of(values.next().flatten()) else {
+            return self.repository.count(filter).await;
         };
         if let Some(count) = values
             .next()

@@ -91,6 +91,15 @@ impl OwnerPageCache {
     }
 }
 
+/// The generation read from a generation key: `"0"` before the first write, `None` when
+/// the stored value is not text (nothing can be cached against it).
+pub fn generation_of(raw: Option<Vec<u8>>) -> Option<String> {
+    match raw {
+        Some(raw) => String::from_utf8(raw).ok(),
+        None => Some("0".to_string()),
+    }
+}
+
 /// `value` tagged with the generation it was computed at: `<value>\n<generation>`.
 pub fn tagged(value: &[u8], generation: &str) -> Vec<u8> {
     let mut stored = Vec::with_capacity(value.len() + 1 + generation.len());

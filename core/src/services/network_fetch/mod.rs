@@ -24,7 +24,7 @@ pub use peers::{Peer, check_item, peers_of};
 
 use self::document::{NetworkMeta, encode_page, mark_stale};
 use super::own_counts::OwnCounts;
-use super::page_cache::{network_generation_key, tagged, value_at};
+use super::page_cache::{generation_of, network_generation_key, tagged, value_at};
 use super::peer_items::{refuse_private_filter, strip_private};
 use super::rate_limit::{Limit, RateLimiter};
 use crate::error::CoreError;
@@ -591,12 +591,8 @@ impl NetworkFetchService {
                 return (None, None);
             }
         };
-        let generation = match values.next().flatten() {
-            Some(raw) => match String::from_utf8(raw) {
-                Ok(generation) => generation,
-                Err(_) => return (None, None),
-            },
-            None => "0".to_string(),
+        let Some(generation) = generation_of(values.next().flatten()) else {
+            return (None, None);
         };
         let page = values
             .next()

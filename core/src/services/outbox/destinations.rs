@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{OutboxEntry, normalize_instance_url};
+use crate::model::{NormalizedUrls, OutboxEntry, normalize_instance_url};
 
 /// What to do with a claimed entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,32 +76,21 @@ pub struct Destinations {
     states: HashMap<String, State>,
     /// Destinations as spelled, normalized: the same few are looked up on every delivery
     /// and every signed request.
-    normalized: HashMap<String, String>,
+    normalized: NormalizedUrls,
 }
-
-/// Spellings remembered normalized; past this the memo starts over.
-const MAX_REMEMBERED_SPELLINGS: usize = 4096;
 
 impl Destinations {
     pub fn new(per_destination: usize) -> Self {
         Destinations {
             per_destination: per_destination.max(1),
             states: HashMap::new(),
-            normalized: HashMap::new(),
+            normalized: NormalizedUrls::default(),
         }
     }
 
     /// The key of `destination`: its normalized URL.
     fn key(&mut self, destination: &str) -> String {
-        if let Some(key) = self.normalized.get(destination) {
-            return key.clone();
-        }
-        if self.normalized.len() >= MAX_REMEMBERED_SPELLINGS {
-            self.normalized.clear();
-        }
-        let key = normalize_instance_url(destination);
-        self.normalized.insert(destination.to_string(), key.clone());
-        key
+        self.normalized.normalize(destination)
     }
 
     fn state(&mut self, destination: &str) -> &mut State {
@@ -282,7 +271,7 @@ impl Destinations {
     /// backoff); `(0, None)` when healthy.
     pub fn failures(&self, destination: &str) -> (u32, Option<DateTime<Utc>>) {
         let key = match self.normalized.get(destination) {
-            Some(key) => key.clone(),
+            Some(key) => key.to_string(),
             None => normalize_instance_url(destination),
         };
         self.states

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::model::normalize_instance_url;
+use crate::model::NormalizedUrls;
 use crate::network::CatalogHandle;
 use crate::peer_auth::{MacKey, PairSecret, SigningKey, VerifyingKey};
 
@@ -74,7 +74,7 @@ pub(super) struct PairReads {
     pub(super) catalog: Arc<CatalogHandle>,
     pub(super) refused_until: Mutex<HashMap<String, i64>>,
     /// Peer URLs as called, normalized: the same few URLs are called again and again.
-    normalized: RwLock<HashMap<String, String>>,
+    normalized: RwLock<NormalizedUrls>,
 }
 
 impl PairReads {
@@ -86,19 +86,16 @@ impl PairReads {
         }
     }
 
-    /// `peer_url` normalized (see [`normalize_instance_url`]), parsed once per URL.
+    /// `peer_url` normalized, parsed once per URL.
     pub(super) fn normalized(&self, peer_url: &str) -> String {
         let known = self.normalized.read().unwrap_or_else(|e| e.into_inner());
         if let Some(normalized) = known.get(peer_url) {
-            return normalized.clone();
+            return normalized.to_string();
         }
         drop(known);
-        let normalized = normalize_instance_url(peer_url);
-        let mut known = self.normalized.write().unwrap_or_else(|e| e.into_inner());
-        if known.len() >= MAX_CACHED_PAIR_KEYS {
-            known.clear();
-        }
-        known.insert(peer_url.to_string(), normalized.clone());
-        normalized
+        self.normalized
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .normalize(peer_url)
     }
 }
