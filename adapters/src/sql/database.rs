@@ -326,6 +326,27 @@ mod tests {
         assert_eq!(used, 1, "SQLite was built without SQLITE_ENABLE_QPSG");
     }
 
+    /// With memory statistics on, every allocation SQLite makes (one per column of every row
+    /// handed to the driver) takes a global mutex (`.cargo/config.toml` turns them off).
+    #[tokio::test]
+    async fn sqlite_allocates_without_a_global_lock() {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = SqlDatabase::connect("sqlite::memory:")
+            .await
+            .expect("connects");
+        let row = db
+            .connection()
+            .query_one_raw(Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT sqlite_compileoption_used('DEFAULT_MEMSTATUS=0') AS used",
+            ))
+            .await
+            .expect("query")
+            .expect("one row");
+        let used: i64 = row.try_get("", "used").expect("integer");
+        assert_eq!(used, 1, "SQLite was built with memory statistics on");
+    }
+
     #[tokio::test]
     async fn invalid_urls_are_refused_without_echoing_them() {
         let err = SqlDatabase::connect("postgres://user:secret@[bad/db")

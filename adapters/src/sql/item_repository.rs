@@ -14,7 +14,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::database::SqlDatabase;
-use super::entity::item::{self, Column, Entity};
+use super::entity::item::{self, Column, Entity, ITEM_COLUMNS, ItemRecord};
 use super::errors::storage_error;
 use super::geo::UnitVector;
 use super::group_writer::{GroupWriter, ItemInserts};
@@ -88,7 +88,7 @@ impl ItemRepository for SqlItemRepository {
         filter: &ItemFilter,
         page: PageRequest,
     ) -> Result<Vec<Item>, CoreError> {
-        let rows = Entity::find()
+        let rows = select_items()
             .filter(item_condition(filter, self.backend))
             // The one global order: newest first, item_id (byte order = lowercase hex order on
             // both databases) breaking ties, so pages never overlap or skip.
@@ -96,10 +96,11 @@ impl ItemRepository for SqlItemRepository {
             .order_by_desc(Column::ItemId)
             .limit(u64::from(page.limit))
             .offset(u64::from(page.offset))
+            .into_model::<ItemRecord>()
             .all(&self.conn)
             .await
             .map_err(|e| storage_error("find items", &e))?;
-        Ok(rows.into_iter().map(item::Model::into_item).collect())
+        Ok(rows.into_iter().map(|record| record.0).collect())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(network = %filter.network, domain = %filter.domain))]
@@ -120,15 +121,16 @@ impl ItemRepository for SqlItemRepository {
                 ),
             );
         }
-        let rows = Entity::find()
+        let rows = select_items()
             .filter(condition)
             .order_by_desc(Column::CreatedAt)
             .order_by_desc(Column::ItemId)
             .limit(u64::from(limit))
+            .into_model::<ItemRecord>()
             .all(&self.conn)
             .await
             .map_err(|e| storage_error("find items after a position", &e))?;
-        Ok(rows.into_iter().map(item::Model::into_item).collect())
+        Ok(rows.into_iter().map(|record| record.0).collect())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(network = %filter.network, domain = %filter.domain))]
@@ -142,13 +144,14 @@ impl ItemRepository for SqlItemRepository {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn find_owned(&self, item_id: Uuid, owner: &str) -> Result<Option<Item>, CoreError> {
-        Entity::find()
+        select_items()
             .filter(Column::ItemId.eq(item_id))
             .filter(Column::CreatedBy.eq(owner))
             .order_by_desc(Column::CreatedAt)
+            .into_model::<ItemRecord>()
             .one(&self.conn)
             .await
-            .map(|row| row.map(item::Model::into_item))
+            .map(|row| row.map(|record| record.0))
             .map_err(|e| storage_error("find owned item", &e))
     }
 
@@ -194,4 +197,9 @@ impl ItemRepository for SqlItemRepository {
             .await
             .map_err(|e| storage_error("ping", &e))
     }
+}
+
+/// A select of the item columns alone, in the order [`ItemRecord`] reads them.
+fn select_items() -> sea_orm::Select<Entity> {
+    Entity::find().select_only().columns(ITEM_COLUMNS)
 }

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use dpg_core::model::Item;
 use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
+use sea_orm::sqlx::Row;
+use sea_orm::{FromQueryResult, QueryResult};
 
 use crate::sql::geo::UnitVector;
 
@@ -40,23 +42,57 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
-impl Model {
-    pub fn into_item(self) -> Item {
-        Item {
-            network: self.item_network,
-            domain: self.item_domain,
-            item_type: self.item_type,
-            item_id: self.item_id,
-            instance_url: self.item_instance_url,
-            schema_url: self.item_schema_url,
-            state: self.item_state,
-            latitude: self.item_latitude,
-            longitude: self.item_longitude,
-            created_by: self.created_by,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        }
+/// The columns an [`Item`] is read from, in the order [`ItemRecord`] decodes them; the geo
+/// columns only serve radius filters.
+pub const ITEM_COLUMNS: [Column; 12] = [
+    Column::ItemNetwork,
+    Column::ItemDomain,
+    Column::ItemType,
+    Column::ItemId,
+    Column::ItemInstanceUrl,
+    Column::ItemSchemaUrl,
+    Column::ItemState,
+    Column::ItemLatitude,
+    Column::ItemLongitude,
+    Column::CreatedBy,
+    Column::CreatedAt,
+    Column::UpdatedAt,
+];
+
+/// An item decoded by column position from a select of [`ITEM_COLUMNS`]. Pages are read this
+/// way because decoding by name formats each column's name and every NULL coordinate's error
+/// message, which cost more than the query itself.
+pub struct ItemRecord(pub Item);
+
+impl FromQueryResult for ItemRecord {
+    fn from_query_result(row: &QueryResult, _prefix: &str) -> Result<Self, DbErr> {
+        Ok(ItemRecord(Item {
+            network: row.try_get_by_index(0)?,
+            domain: row.try_get_by_index(1)?,
+            item_type: row.try_get_by_index(2)?,
+            item_id: row.try_get_by_index(3)?,
+            instance_url: row.try_get_by_index(4)?,
+            schema_url: row.try_get_by_index(5)?,
+            state: row.try_get_by_index(6)?,
+            latitude: optional_number(row, 7)?,
+            longitude: optional_number(row, 8)?,
+            created_by: row.try_get_by_index(9)?,
+            created_at: row.try_get_by_index(10)?,
+            updated_at: row.try_get_by_index(11)?,
+        }))
     }
+}
+
+/// A nullable float read from the driver's row, where NULL is a plain `None`.
+fn optional_number(row: &QueryResult, index: usize) -> Result<Option<f64>, DbErr> {
+    let decoded = if let Some(row) = row.try_as_sqlite_row() {
+        row.try_get(index)
+    } else if let Some(row) = row.try_as_pg_row() {
+        row.try_get(index)
+    } else {
+        return row.try_get_by_index(index);
+    };
+    decoded.map_err(|e| DbErr::Type(format!("column {index}: {e}")))
 }
 
 /// A whole row for `item`, with millisecond timestamps and the point's unit vector.
