@@ -728,31 +728,56 @@ pub fn untag(tag: &str) -> (&str, &str, &str) {
     )
 }
 
+/// What the load generator reads of a page. The whole body is still parsed as JSON, but items
+/// are only counted, not built: the generator shares the CPUs of the instances it measures.
+#[derive(serde::Deserialize)]
+struct PageView<'a> {
+    #[serde(borrow, default)]
+    meta: MetaView<'a>,
+    items: Vec<serde::de::IgnoredAny>,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct MetaView<'a> {
+    #[serde(default)]
+    stale: Option<bool>,
+    #[serde(default)]
+    partial: Option<bool>,
+    #[serde(borrow, default)]
+    peers: Vec<PeerView<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PeerView<'a> {
+    #[serde(borrow)]
+    instance_url: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    status: std::borrow::Cow<'a, str>,
+}
+
+fn page_view(body: &[u8]) -> Result<PageView<'_>, String> {
+    serde_json::from_slice(body).map_err(|error| format!("answer is not a page: {error}"))
+}
+
 /// Checks a network page (`items` at most [`LIMIT`], a `meta`) and tags it.
 pub fn inspect_page(body: &[u8], tagging: &Tagging) -> Result<Option<String>, String> {
-    let page: Value =
-        serde_json::from_slice(body).map_err(|error| format!("answer is not JSON: {error}"))?;
-    let items = page["items"]
-        .as_array()
-        .ok_or_else(|| "answer has no items array".to_string())?;
-    if items.len() > LIMIT as usize {
-        return Err(format!("{} items on a page of {LIMIT}", items.len()));
+    let page = page_view(body)?;
+    if page.items.len() > LIMIT as usize {
+        return Err(format!("{} items on a page of {LIMIT}", page.items.len()));
     }
-    let meta = &page["meta"];
-    let kind = if meta["stale"].as_bool() == Some(true) {
+    let meta = &page.meta;
+    let kind = if meta.stale == Some(true) {
         "stale"
-    } else if meta["partial"].as_bool() == Some(true) {
+    } else if meta.partial == Some(true) {
         "partial"
     } else {
         "complete"
     };
-    let peers = meta["peers"].as_array().map_or(&[][..], Vec::as_slice);
     let status_of = |url: &str| {
-        peers
+        meta.peers
             .iter()
-            .find(|peer| peer["instance_url"].as_str() == Some(url))
-            .and_then(|peer| peer["status"].as_str())
-            .unwrap_or("not listed")
+            .find(|peer| peer.instance_url == url)
+            .map_or("not listed", |peer| &*peer.status)
     };
     let watched = match tagging.watched.and_then(|index| tagging.urls.get(index)) {
         Some(url) => status_of(url),
@@ -790,12 +815,10 @@ fn page_kind(body: &[u8]) -> Result<Option<String>, String> {
 
 /// Checks a local page: `limit` items (every instance holds far more).
 fn check_local_page(body: &[u8]) -> Result<Option<String>, String> {
-    let page: Value =
-        serde_json::from_slice(body).map_err(|error| format!("answer is not JSON: {error}"))?;
-    match page["items"].as_array() {
-        Some(items) if items.len() == LIMIT as usize => Ok(None),
-        Some(items) => Err(format!("{} items on a local page of {LIMIT}", items.len())),
-        None => Err("answer has no items array".to_string()),
+    let page = page_view(body)?;
+    match page.items.len() {
+        n if n == LIMIT as usize => Ok(None),
+        n => Err(format!("{n} items on a local page of {LIMIT}")),
     }
 }
 
@@ -1054,4 +1077,55 @@ async fn close_breakers(
         BREAKER_RESET_TIMEOUT.as_secs(),
         first_seen.unwrap_or_default()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tagging(watched: Option<usize>) -> Tagging {
+        Tagging {
+            urls: Arc::new(vec![
+                "http://a".into(),
+                "http://b".into(),
+                "http://c".into(),
+            ]),
+            watched,
+        }
+    }
+
+    #[test]
+    fn pages_are_tagged_by_kind_and_peer_status() {
+        let body = br#"{"meta":{"total":2,"partial":true,"stale":false,"peers":[
+            {"instance_url":"http://a","status":"ok"},
+            {"instance_url":"http:\/\/b","status":"timeout"}]},
+            "items":[{"item_id":"x","item_state":{"k":[1,2]}},{}]}"#;
+        assert_eq!(
+            inspect_page(body, &tagging(Some(1))).expect("a page"),
+            Some(tag("partial", "timeout", "instance 3 not listed"))
+        );
+        let stale = br#"{"meta":{"stale":true,"partial":true},"items":[]}"#;
+        assert_eq!(
+            inspect_page(stale, &tagging(None)),
+            Ok(Some(tag(
+                "stale",
+                "-",
+                "instance 1 not listed, instance 2 not listed, instance 3 not listed"
+            )))
+        );
+    }
+
+    #[test]
+    fn broken_or_oversized_pages_are_errors() {
+        assert!(inspect_page(b"{\"items\":[", &tagging(None)).is_err());
+        assert!(inspect_page(br#"{"meta":{}}"#, &tagging(None)).is_err());
+        let many = format!("{{\"items\":[{}]}}", vec!["1"; 21].join(","));
+        assert_eq!(
+            inspect_page(many.as_bytes(), &tagging(None)),
+            Err("21 items on a page of 20".to_string())
+        );
+        let twenty = format!("{{\"items\":[{}]}}", vec!["{}"; 20].join(","));
+        assert_eq!(check_local_page(twenty.as_bytes()), Ok(None));
+        assert!(check_local_page(br#"{"items":[{}]}"#).is_err());
+    }
 }
