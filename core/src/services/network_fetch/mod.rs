@@ -22,6 +22,8 @@ pub use cursor::NetworkCursor;
 pub use document::{PeerReport, PeerStatus};
 pub use peers::{Peer, check_item, peers_of};
 
+use self::peers::PeersMemo;
+
 use self::document::{NetworkMeta, encode_page, mark_stale};
 use super::own_counts::OwnCounts;
 use super::page_cache::{generation_of, network_generation_key, tagged, value_at};
@@ -117,6 +119,7 @@ pub struct NetworkFetchService {
     cursor_capable: Mutex<HashSet<String>>,
     in_flight: Mutex<HashMap<String, Flight>>,
     own_counts: OwnCounts,
+    peers: PeersMemo,
 }
 
 /// One peer's contribution to a fan-out.
@@ -137,6 +140,7 @@ impl NetworkFetchService {
             breakers: Mutex::new(HashMap::new()),
             cursor_capable: Mutex::new(HashSet::new()),
             in_flight: Mutex::new(HashMap::new()),
+            peers: PeersMemo::default(),
         }
     }
 
@@ -206,7 +210,7 @@ impl NetworkFetchService {
     /// for its page (within the total deadline) before doing the work itself.
     async fn fan_out_once(
         &self,
-        catalog: &NetworkCatalog,
+        catalog: &Arc<NetworkCatalog>,
         query: NetworkQuery,
         ttl: Duration,
         key: &str,
@@ -239,7 +243,7 @@ impl NetworkFetchService {
 
     async fn fan_out(
         &self,
-        catalog: &NetworkCatalog,
+        catalog: &Arc<NetworkCatalog>,
         query: &NetworkQuery,
         ttl: Duration,
         key: &str,
@@ -249,8 +253,7 @@ impl NetworkFetchService {
         let deadline = started + self.settings.total_deadline;
         // Half of the total for counting, so a peer that hangs there leaves time to fetch.
         let count_deadline = started + self.settings.total_deadline / 2;
-        let document = catalog.network(&query.filter.network)?;
-        let peers = peers_of(document, &query.filter.domain, &self.deps.identity);
+        let peers = self.peers.of(catalog, &query.filter, &self.deps.identity)?;
         let counts = futures::future::join_all(
             peers
                 .iter()
@@ -678,10 +681,8 @@ fn merge(
             *consumed.entry(peer.key.clone()).or_insert(0) += 1;
         }
     }
-    let page: Vec<Item> = all[start..end]
-        .iter()
-        .map(|(item, _)| item.clone())
-        .collect();
+    all.truncate(end);
+    let page: Vec<Item> = all.drain(start..).map(|(item, _)| item).collect();
     let next = (page.len() == limit).then(|| NetworkCursor {
         after: page.last().map(ItemKey::of),
         consumed,

@@ -1,7 +1,10 @@
 //! The instances of a domain, and the checks every item a peer sends must pass.
 
+use std::sync::{Arc, Mutex};
+
+use crate::error::CoreError;
 use crate::model::{InstanceIdentity, Item, ItemFilter, normalize_instance_url};
-use crate::network::NetworkDocument;
+use crate::network::{NetworkCatalog, NetworkDocument};
 
 /// One instance serving the domain, however many spellings of its URL the document lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +41,48 @@ pub fn peers_of(
         });
     }
     peers
+}
+
+/// The peers of each domain, worked out once per catalog: every read of a domain would
+/// otherwise parse each listed URL again.
+#[derive(Default)]
+pub(super) struct PeersMemo(Mutex<Option<MemoizedPeers>>);
+
+/// Peers by (network, domain), valid for the catalog they were worked out from.
+struct MemoizedPeers {
+    catalog: Arc<NetworkCatalog>,
+    domains: Vec<(String, String, Arc<[Peer]>)>,
+}
+
+impl PeersMemo {
+    /// The instances of the filter's domain in `catalog` (see [`peers_of`]).
+    pub(super) fn of(
+        &self,
+        catalog: &Arc<NetworkCatalog>,
+        filter: &ItemFilter,
+        identity: &InstanceIdentity,
+    ) -> Result<Arc<[Peer]>, CoreError> {
+        let (network, domain) = (filter.network.as_str(), filter.domain.as_str());
+        let mut memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let memo = match &mut *memo {
+            Some(memo) if Arc::ptr_eq(&memo.catalog, catalog) => memo,
+            slot => slot.insert(MemoizedPeers {
+                catalog: catalog.clone(),
+                domains: Vec::new(),
+            }),
+        };
+        if let Some((_, _, peers)) = memo
+            .domains
+            .iter()
+            .find(|(n, d, _)| n == network && d == domain)
+        {
+            return Ok(peers.clone());
+        }
+        let peers: Arc<[Peer]> = peers_of(catalog.network(network)?, domain, identity).into();
+        memo.domains
+            .push((network.to_string(), domain.to_string(), peers.clone()));
+        Ok(peers)
+    }
 }
 
 /// Checks one item a peer sent (a complete record, see [`Item`]) against the request: of
@@ -106,6 +151,48 @@ mod tests {
         assert_eq!(peers[0].url, "http://localhost:2742");
         assert!(!peers[1].is_self);
         assert_eq!(peers[1].key, "http://localhost:7777");
+    }
+
+    fn catalog(instances: &[&str]) -> Arc<NetworkCatalog> {
+        let instances: Vec<Value> = instances
+            .iter()
+            .map(|url| json!({"domain_name": "student", "instance_url": url}))
+            .collect();
+        let doc = NetworkDocument::parse(&json!({
+            "name": "yellow_dot",
+            "domains": [{"name": "student", "item_schemas": {"profile_1.0": {"type": "object"}}}],
+            "instances": instances
+        }))
+        .expect("doc");
+        Arc::new(NetworkCatalog::build(
+            vec![doc],
+            &std::collections::HashMap::new(),
+            &identity(),
+            &crate::network::SchemaCompiler::new(false),
+            chrono::Utc::now(),
+            crate::network::CatalogOrigin::Sources,
+        ))
+    }
+
+    #[test]
+    fn peers_are_worked_out_once_per_catalog() {
+        let memo = PeersMemo::default();
+        let filter = ItemFilter::new("yellow_dot", "student");
+        let first = catalog(&["http://127.0.0.1:2742", "http://localhost:7777"]);
+        let peers = memo.of(&first, &filter, &identity()).expect("peers");
+        assert_eq!(peers.len(), 2);
+        assert!(peers[0].is_self);
+        let again = memo.of(&first, &filter, &identity()).expect("peers");
+        assert!(Arc::ptr_eq(&peers, &again), "worked out again");
+
+        let replaced = catalog(&["http://localhost:7777", "http://localhost:8888"]);
+        let peers = memo.of(&replaced, &filter, &identity()).expect("peers");
+        let keys: Vec<&str> = peers.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["http://localhost:7777", "http://localhost:8888"]);
+        assert!(peers.iter().all(|p| !p.is_self));
+
+        let unknown = ItemFilter::new("nope", "student");
+        assert!(memo.of(&replaced, &unknown, &identity()).is_err());
     }
 
     fn good() -> Value {
