@@ -22,9 +22,8 @@ pub use cursor::NetworkCursor;
 pub use document::{PeerReport, PeerStatus};
 pub use peers::{Peer, check_item, peers_of};
 
-use self::peers::PeersMemo;
-
 use self::document::{NetworkMeta, encode_page, mark_stale};
+use self::peers::PeersMemo;
 use super::own_counts::OwnCounts;
 use super::page_cache::{generation_of, network_generation_key, tagged, value_at};
 use super::peer_items::{refuse_private_filter, strip_private};
