@@ -304,47 +304,39 @@ mod tests {
         assert_eq!(store.load().await.expect("table exists"), Vec::new());
     }
 
-    /// Without query planner stability SQLite plans a statement again whenever a new value
-    /// is bound to its `LIMIT ?`: every page query would be parsed and planned anew
-    /// (`.cargo/config.toml` builds the bundled SQLite with it).
-    #[tokio::test]
-    async fn sqlite_keeps_query_plans_across_bound_limits() {
-        use sea_orm::{ConnectionTrait, Statement};
+    /// Whether the bundled SQLite was built with `option` (`sqlite_compileoption_used`).
+    async fn sqlite_built_with(option: &str) -> bool {
+        use sea_orm::{ConnectionTrait, Statement, Value};
         let db = SqlDatabase::connect("sqlite::memory:")
             .await
             .expect("connects");
         let row = db
             .connection()
-            .query_one_raw(Statement::from_string(
+            .query_one_raw(Statement::from_sql_and_values(
                 sea_orm::DbBackend::Sqlite,
-                "SELECT sqlite_compileoption_used('ENABLE_QPSG') AS used",
+                "SELECT sqlite_compileoption_used(?) AS used",
+                [Value::from(option)],
             ))
             .await
             .expect("query")
             .expect("one row");
-        let used: i64 = row.try_get("", "used").expect("integer");
-        assert_eq!(used, 1, "SQLite was built without SQLITE_ENABLE_QPSG");
+        row.try_get::<i64>("", "used").expect("integer") == 1
+    }
+
+    /// Without query planner stability SQLite plans a statement again whenever a new value
+    /// is bound to its `LIMIT ?`: every page query would be parsed and planned anew
+    /// (`.cargo/config.toml` builds the bundled SQLite with it).
+    #[tokio::test]
+    async fn sqlite_keeps_query_plans_across_bound_limits() {
+        assert!(sqlite_built_with("ENABLE_QPSG").await);
     }
 
     /// With memory statistics on, every allocation SQLite makes (one per column of every row
     /// handed to the driver) takes a global mutex (`.cargo/config.toml` turns them off).
     #[tokio::test]
     async fn sqlite_allocates_without_a_global_lock() {
-        use sea_orm::{ConnectionTrait, Statement};
-        let db = SqlDatabase::connect("sqlite::memory:")
-            .await
-            .expect("connects");
-        let row = db
-            .connection()
-            .query_one_raw(Statement::from_string(
-                sea_orm::DbBackend::Sqlite,
-                "SELECT sqlite_compileoption_used('DEFAULT_MEMSTATUS=0') AS used",
-            ))
-            .await
-            .expect("query")
-            .expect("one row");
-        let used: i64 = row.try_get("", "used").expect("integer");
-        assert_eq!(used, 1, "SQLite was built with memory statistics on");
+        assert!(sqlite_built_with("DEFAULT_MEMSTATUS=0").await);
+        assert!(!sqlite_built_with("DEFAULT_MEMSTATUS=1").await);
     }
 
     #[tokio::test]
