@@ -1,7 +1,7 @@
 //! Request bodies and answer parsing of the peer calls, kept free of I/O so they are
 //! tested on their own.
 
-use dpg_core::model::{Item, ItemFilter};
+use dpg_core::model::{ItemFilter, PeerItem};
 use dpg_core::ports::{PeerError, PeerPage, PeerPageAnswer};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
@@ -93,7 +93,7 @@ pub(super) fn parse_page(bytes: &[u8]) -> Result<PeerPageAnswer, PeerError> {
 
 #[derive(Deserialize)]
 struct WirePage {
-    items: Vec<Item>,
+    items: Vec<PeerItem>,
     #[serde(default)]
     meta: Option<WireMeta>,
 }

@@ -25,6 +25,11 @@ impl ItemKey {
         }
     }
 
+    /// Where `self` stands relative to `other` in the global order (`Less`: comes first).
+    pub fn order(&self, other: &ItemKey) -> Ordering {
+        global_order_of_keys(self, other)
+    }
+
     /// True when `self` comes after `other` in the global order (is older, or equally old
     /// with a smaller id).
     pub fn is_after(&self, other: &ItemKey) -> bool {

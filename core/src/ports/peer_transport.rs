@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::model::{Item, ItemFilter};
+use crate::model::{ItemFilter, PeerItem};
 
 /// Why a peer call produced no usable answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,8 +33,8 @@ pub struct PeerPage {
 /// A peer's page as received: well-formed, but not yet checked against the request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerPageAnswer {
-    /// Complete item records, as they came: the caller checks what they claim.
-    pub items: Vec<Item>,
+    /// Complete item records, their JSON kept as it came: the caller checks what they claim.
+    pub items: Vec<PeerItem>,
     /// `meta.total`, when present and a non-negative integer.
     pub total: Option<u64>,
     /// Whether `meta.next_cursor` was present (even null): the peer speaks keyset paging.

@@ -1,11 +1,12 @@
 //! The network page as the wire carries it: the reference's `{meta: {total, limit, offset},
 //! items}` with additive `meta.partial`, `meta.stale`, `meta.peers` and `meta.next_cursor`.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::error::CoreError;
-use crate::model::Item;
+use crate::model::{Item, ItemKey, PeerItem};
+use crate::network::NetworkCatalog;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,13 +43,62 @@ pub struct NetworkMeta {
     pub next_cursor: Option<String>,
 }
 
+/// An item of a merged page: one of this instance's own, or a peer's record as it came.
+#[derive(Debug)]
+pub enum PageItem {
+    Own(Item),
+    Peer(PeerItem),
+}
+
+impl PageItem {
+    pub fn key(&self) -> ItemKey {
+        match self {
+            PageItem::Own(item) => ItemKey::of(item),
+            PageItem::Peer(item) => item.key(),
+        }
+    }
+}
+
+impl Serialize for PageItem {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PageItem::Own(item) => item.serialize(serializer),
+            PageItem::Peer(item) => item.serialize(serializer),
+        }
+    }
+}
+
+/// Removes private fields from the page's items. A peer's record is read whole only when
+/// its type has private fields; one that cannot be read then is left out.
+pub fn strip_private(catalog: &NetworkCatalog, items: Vec<PageItem>) -> Vec<PageItem> {
+    items
+        .into_iter()
+        .filter_map(|entry| {
+            let (network, domain, item_type) = match &entry {
+                PageItem::Own(item) => (&item.network, &item.domain, &item.item_type),
+                PageItem::Peer(item) => (&item.network, &item.domain, &item.item_type),
+            };
+            let private = catalog.private_fields(network, domain, item_type);
+            if private.is_empty() {
+                return Some(entry);
+            }
+            let mut item = match entry {
+                PageItem::Own(item) => item,
+                PageItem::Peer(item) => item.to_item().ok()?,
+            };
+            private.strip(&mut item.state);
+            Some(PageItem::Own(item))
+        })
+        .collect()
+}
+
 #[derive(Serialize)]
 struct Page<'a> {
     meta: &'a NetworkMeta,
-    items: &'a [Item],
+    items: &'a [PageItem],
 }
 
-pub fn encode_page(meta: &NetworkMeta, items: &[Item]) -> Result<Vec<u8>, CoreError> {
+pub fn encode_page(meta: &NetworkMeta, items: &[PageItem]) -> Result<Vec<u8>, CoreError> {
     serde_json::to_vec(&Page { meta, items })
         .map_err(|e| CoreError::internal(format!("encoding a network page: {e}")))
 }

@@ -22,14 +22,14 @@ pub use cursor::NetworkCursor;
 pub use document::{PeerReport, PeerStatus};
 pub use peers::{Peer, check_item, peers_of};
 
-use self::document::{NetworkMeta, encode_page, mark_stale};
+use self::document::{NetworkMeta, PageItem, encode_page, mark_stale, strip_private};
 use self::peers::PeersMemo;
 use super::own_counts::OwnCounts;
 use super::page_cache::{generation_of, network_generation_key, tagged, value_at};
-use super::peer_items::{refuse_private_filter, strip_private};
+use super::peer_items::refuse_private_filter;
 use super::rate_limit::{Limit, RateLimiter};
 use crate::error::CoreError;
-use crate::model::{ClientInfo, InstanceIdentity, Item, ItemFilter, ItemKey, global_order};
+use crate::model::{ClientInfo, InstanceIdentity, ItemFilter, ItemKey};
 use crate::network::{CatalogHandle, NetworkCatalog};
 use crate::ports::{Cache, Clock, ItemRepository, PeerError, PeerPage, PeerTransport, Timer};
 
@@ -124,7 +124,7 @@ pub struct NetworkFetchService {
 /// One peer's contribution to a fan-out.
 struct PeerOutcome {
     report: PeerReport,
-    items: Vec<Item>,
+    items: Vec<PageItem>,
 }
 
 impl NetworkFetchService {
@@ -277,8 +277,8 @@ impl NetworkFetchService {
             .await;
         let partial = fetches.iter().any(|o| o.report.status != PeerStatus::Ok);
         let reports: Vec<PeerReport> = fetches.iter().map(|o| o.report.clone()).collect();
-        let (mut items, next_cursor) = merge(fetches, &peers, query);
-        strip_private(catalog, &mut items);
+        let (items, next_cursor) = merge(fetches, &peers, query);
+        let items = strip_private(catalog, items);
         let offset = match query.paging {
             Paging::Offset(offset) => offset,
             Paging::Cursor(_) => 0,
@@ -418,14 +418,14 @@ impl NetworkFetchService {
         query: &NetworkQuery,
         count: u64,
         deadline: Instant,
-    ) -> Result<Vec<Item>, PeerStatus> {
+    ) -> Result<Vec<PageItem>, PeerStatus> {
         let (after, limit) = match &query.paging {
             Paging::Offset(offset) => (None, want(*offset, query.limit, count)),
             Paging::Cursor(cursor) => (cursor.after, query.limit),
         };
         let find = self.deps.repository.find_after(&query.filter, after, limit);
         match self.before(deadline, find).await {
-            Some(Ok(items)) => Ok(items),
+            Some(Ok(items)) => Ok(items.into_iter().map(PageItem::Own).collect()),
             Some(Err(err)) => {
                 tracing::warn!(error = %err, "own items failed during a network read");
                 Err(PeerStatus::Error)
@@ -443,7 +443,7 @@ impl NetworkFetchService {
         query: &NetworkQuery,
         count: u64,
         deadline: Instant,
-    ) -> Result<Vec<Item>, PeerStatus> {
+    ) -> Result<Vec<PageItem>, PeerStatus> {
         let pages: Vec<PeerPage> = match &query.paging {
             Paging::Offset(offset) => {
                 let wanted = want(*offset, query.limit, count);
@@ -513,7 +513,7 @@ impl NetworkFetchService {
                     return Err(PeerStatus::Invalid);
                 }
             }
-            items.extend(answer.items);
+            items.extend(answer.items.into_iter().map(PageItem::Peer));
         }
         self.record(peer, &Ok::<(), PeerError>(()));
         Ok(items)
@@ -656,13 +656,18 @@ fn merge(
     outcomes: Vec<PeerOutcome>,
     peers: &[Peer],
     query: &NetworkQuery,
-) -> (Vec<Item>, Option<NetworkCursor>) {
-    let mut all: Vec<(Item, usize)> = outcomes
+) -> (Vec<PageItem>, Option<NetworkCursor>) {
+    let mut all: Vec<(ItemKey, PageItem, usize)> = outcomes
         .into_iter()
         .enumerate()
-        .flat_map(|(index, outcome)| outcome.items.into_iter().map(move |item| (item, index)))
+        .flat_map(|(index, outcome)| {
+            outcome
+                .items
+                .into_iter()
+                .map(move |item| (item.key(), item, index))
+        })
         .collect();
-    all.sort_by(|a, b| global_order(&a.0, &b.0));
+    all.sort_by(|a, b| a.0.order(&b.0));
     let limit = query.limit as usize;
     let (start, mut consumed) = match &query.paging {
         Paging::Offset(offset) => (*offset as usize, BTreeMap::new()),
@@ -675,15 +680,15 @@ fn merge(
         Paging::Offset(_) => &all[..end],
         Paging::Cursor(_) => &all[start..end],
     };
-    for (_, index) in taken_from {
+    for (_, _, index) in taken_from {
         if let Some(peer) = peers.get(*index).filter(|p| !p.is_self) {
             *consumed.entry(peer.key.clone()).or_insert(0) += 1;
         }
     }
     all.truncate(end);
-    let page: Vec<Item> = all.drain(start..).map(|(item, _)| item).collect();
+    let page: Vec<PageItem> = all.drain(start..).map(|(_, item, _)| item).collect();
     let next = (page.len() == limit).then(|| NetworkCursor {
-        after: page.last().map(ItemKey::of),
+        after: page.last().map(PageItem::key),
         consumed,
     });
     (page, next)

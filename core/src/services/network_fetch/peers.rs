@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::error::CoreError;
-use crate::model::{InstanceIdentity, Item, ItemFilter, normalize_instance_url};
+use crate::model::{InstanceIdentity, ItemFilter, PeerItem, normalize_instance_url};
 use crate::network::{NetworkCatalog, NetworkDocument};
 
 /// One instance serving the domain, however many spellings of its URL the document lists.
@@ -85,11 +85,11 @@ impl PeersMemo {
     }
 }
 
-/// Checks one item a peer sent (a complete record, see [`Item`]) against the request: of
+/// Checks one item a peer sent (a complete record, see [`PeerItem`]) against the request: of
 /// the requested network/domain (and type or id when filtered), held by the peer that
 /// answered, coordinates in range. Not checked against JSON Schemas: peers of the reference
 /// store unvalidated data.
-pub fn check_item(item: &Item, peer: &Peer, filter: &ItemFilter) -> Result<(), String> {
+pub fn check_item(item: &PeerItem, peer: &Peer, filter: &ItemFilter) -> Result<(), String> {
     if item.network != filter.network || item.domain != filter.domain {
         return Err(format!(
             "an item of {}/{} was sent for {}/{}",
@@ -213,10 +213,10 @@ mod tests {
         }
     }
 
-    fn edited(edit: &dyn Fn(&mut Value)) -> Result<Item, serde_json::Error> {
+    fn edited(edit: &dyn Fn(&mut Value)) -> Result<PeerItem, serde_json::Error> {
         let mut value = good();
         edit(&mut value);
-        serde_json::from_value(value)
+        serde_json::from_str(&value.to_string())
     }
 
     #[test]
@@ -237,7 +237,7 @@ mod tests {
         assert!(edited(&|v| v["created_at"] = json!("yesterday")).is_err());
         assert!(edited(&|v| v["created_by"] = json!(5)).is_err());
         assert!(edited(&|v| v["item_latitude"] = json!("north")).is_err());
-        assert!(serde_json::from_value::<Item>(json!([1])).is_err());
+        assert!(serde_json::from_str::<PeerItem>("[1]").is_err());
     }
 
     #[test]

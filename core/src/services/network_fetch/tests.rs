@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::*;
-use crate::model::{ItemPage, PageRequest, ServedBindings, StateFilter};
+use crate::model::{
+    Item, ItemPage, PageRequest, PeerItem, ServedBindings, StateFilter, global_order,
+};
 use crate::network::{CatalogOrigin, NetworkDocument, SchemaCompiler};
 use crate::ports::PeerPageAnswer;
 use crate::services::own_counts::own_count_key;
@@ -190,7 +192,7 @@ impl PeerTransport for Transport {
             }
             Behaviour::Answer(v) => {
                 // As the HTTP transport reads a page: only complete records are items.
-                let items = serde_json::from_value(v["items"].clone())
+                let items = serde_json::from_str(&v["items"].to_string())
                     .map_err(|e| PeerError::Invalid(format!("malformed items: {e}")))?;
                 return Ok(PeerPageAnswer {
                     items,
@@ -223,7 +225,7 @@ impl PeerTransport for Transport {
             ),
         };
         Ok(PeerPageAnswer {
-            items,
+            items: items.into_iter().map(PeerItem::from).collect(),
             total: None,
             cursor_capable,
         })
