@@ -2,6 +2,7 @@
 //! bounded by a deadline and every answer by a size cap.
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::body;
+use super::routes::{Operation, RouteMemo};
 
 /// Counter of peer calls, labelled `peer`, `operation` and `outcome`
 /// (`ok`, `timeout`, `unreachable`, `status`, `invalid`).
@@ -64,42 +66,7 @@ pub struct HttpPeerTransport {
     require_https: bool,
     /// Signs every request when set (RFC 9421, Ed25519).
     signer: Option<PeerSigner>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Operation {
-    CountLocal,
-    FetchLocal,
-    PerformAction,
-    StoreEvent,
-    StoreEvents,
-}
-
-impl Operation {
-    fn as_str(self) -> &'static str {
-        match self {
-            Operation::CountLocal => "count_local",
-            Operation::FetchLocal => "fetch_local",
-            Operation::PerformAction => "action_perform",
-            Operation::StoreEvent => "event_store",
-            Operation::StoreEvents => "event_store_batch",
-        }
-    }
-
-    /// Reads may be signed with a pair key; writes always carry an Ed25519 signature.
-    fn is_read(self) -> bool {
-        matches!(self, Operation::CountLocal | Operation::FetchLocal)
-    }
-
-    fn path(self) -> &'static str {
-        match self {
-            Operation::CountLocal => "/api/v1/network/item/count_local",
-            Operation::FetchLocal => "/api/v1/network/item/fetch_local",
-            Operation::PerformAction => "/api/v1/network/action/perform",
-            Operation::StoreEvent => "/api/v1/event/store",
-            Operation::StoreEvents => "/api/v1/event/store_batch",
-        }
-    }
+    routes: Arc<RouteMemo>,
 }
 
 /// A peer's HTTP answer, read within the size cap.
@@ -141,6 +108,7 @@ impl HttpPeerTransport {
             max_body_bytes: config.max_body_bytes,
             require_https: config.require_https,
             signer: None,
+            routes: Arc::default(),
         })
     }
 
@@ -161,18 +129,20 @@ impl HttpPeerTransport {
         interpret: impl FnOnce(Answer) -> Result<T, PeerError>,
     ) -> Result<T, PeerError> {
         let started = Instant::now();
-        let (peer, result) = match endpoint(peer_url, operation) {
-            Ok((origin, url)) => {
+        let routes = self.routes.of(peer_url);
+        let result = match &routes {
+            Ok(routes) => {
+                let url = routes.url(operation).clone();
                 let call = self.post(peer_url, url, operation, body, headers, request_id);
-                let result = match tokio::time::timeout(self.call_timeout, call).await {
+                match tokio::time::timeout(self.call_timeout, call).await {
                     Ok(answer) => answer.and_then(interpret),
                     Err(_) => Err(PeerError::Timeout),
-                };
-                (origin, result)
+                }
             }
-            Err(error) => ("invalid".to_string(), Err(error)),
+            Err(error) => Err(error.clone()),
         };
-        record(&peer, operation, started.elapsed(), &result);
+        let peer = routes.as_ref().map_or("invalid", |r| r.origin.as_str());
+        record(peer, operation, started.elapsed(), &result);
         if let Err(error) = &result {
             tracing::warn!(
                 peer,
@@ -428,20 +398,6 @@ fn successful(answer: Answer) -> Result<Vec<u8>, PeerError> {
     }
 }
 
-/// The peer's origin (the metrics label) and the endpoint URL. Like the reference, the
-/// endpoint path is absolute: a path in the instance URL is dropped, and so are user info,
-/// query and fragment.
-fn endpoint(peer_url: &str, operation: Operation) -> Result<(String, Url), PeerError> {
-    let unusable = || PeerError::Unreachable("invalid peer URL".to_string());
-    let url = Url::parse(peer_url.trim()).map_err(|_| unusable())?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(unusable());
-    }
-    let origin = url.origin().ascii_serialization();
-    let endpoint = Url::parse(&format!("{origin}{}", operation.path())).map_err(|_| unusable())?;
-    Ok((origin, endpoint))
-}
-
 /// Maps a client failure. Only the connect phase has its own timer; the call deadline is
 /// enforced around the whole exchange.
 fn transport_error(error: reqwest::Error) -> PeerError {
@@ -528,53 +484,6 @@ W04oPmehMGPA51G1gin3kyenzWbaiGV9iqvJkmEDEAIgRAkIrGe4QrsRtrCGyozL
 +Ne+3YuAG3OVgX1P4ihAYA4=
 -----END CERTIFICATE-----
 ";
-
-    #[test]
-    fn endpoints_use_the_peer_origin_and_an_absolute_path() {
-        for (peer, origin, url) in [
-            (
-                "http://127.0.0.1:2742",
-                "http://127.0.0.1:2742",
-                "http://127.0.0.1:2742/api/v1/network/item/count_local",
-            ),
-            (
-                "https://peer.test/some/prefix/?q=1#f",
-                "https://peer.test",
-                "https://peer.test/api/v1/network/item/count_local",
-            ),
-            (
-                "http://user:secret@peer.test:80/",
-                "http://peer.test",
-                "http://peer.test/api/v1/network/item/count_local",
-            ),
-            (
-                "http://[::1]:9000",
-                "http://[::1]:9000",
-                "http://[::1]:9000/api/v1/network/item/count_local",
-            ),
-        ] {
-            let (got_origin, got_url) = endpoint(peer, Operation::CountLocal).expect(peer);
-            assert_eq!(got_origin, origin, "{peer}");
-            assert_eq!(got_url.as_str(), url, "{peer}");
-        }
-        let (_, url) = endpoint("http://peer.test/x", Operation::FetchLocal).expect("fetch");
-        assert_eq!(url.path(), "/api/v1/network/item/fetch_local");
-        for bad in [
-            "",
-            "not a url",
-            "ftp://peer.test",
-            "mailto:a@b",
-            "localhost:2742",
-        ] {
-            assert!(
-                matches!(
-                    endpoint(bad, Operation::CountLocal),
-                    Err(PeerError::Unreachable(_))
-                ),
-                "{bad}"
-            );
-        }
-    }
 
     #[test]
     fn extra_root_ca_is_accepted_and_garbage_refused() {
