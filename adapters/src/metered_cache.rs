@@ -45,6 +45,10 @@ impl<C: Cache> MeteredCache<C> {
 
 #[async_trait]
 impl<C: Cache> Cache for MeteredCache<C> {
+    fn shared_across_processes(&self) -> bool {
+        self.inner.shared_across_processes()
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CoreError> {
         let result = self.inner.get(key).await;
         if let Ok(value) = &result {

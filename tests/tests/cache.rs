@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dpg_adapters::memory::MemoryCache;
+use dpg_adapters::metered_cache::MeteredCache;
 use dpg_adapters::redis::{RedisCache, RedisCacheConfig};
 use dpg_core::error::{CoreError, ErrorCode};
 use dpg_core::ports::Cache;
@@ -412,6 +413,17 @@ async fn redis_namespace_with_glob_characters_is_literal() {
 
     assert_eq!(starred.delete_prefix("").await.expect("delete_prefix"), 1);
     assert_eq!(plain.get("k").await.expect("get"), Some(b"v".to_vec()));
+}
+
+#[tokio::test]
+async fn only_redis_entries_are_shared_across_processes() {
+    assert!(!MemoryCache::new().shared_across_processes());
+    assert!(!MeteredCache::new(MemoryCache::new(), "memory").shared_across_processes());
+    let redis = redis_cache("shared_across_processes")
+        .await
+        .expect("test Redis");
+    assert!(redis.shared_across_processes());
+    assert!(MeteredCache::new(redis, "redis").shared_across_processes());
 }
 
 /// Bound on one failed call, far above the few hundred milliseconds the timeouts allow.

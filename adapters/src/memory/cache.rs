@@ -116,6 +116,10 @@ fn not_an_integer() -> CoreError {
 
 #[async_trait]
 impl Cache for MemoryCache {
+    fn shared_across_processes(&self) -> bool {
+        false
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CoreError> {
         Ok(self.entries.get(key).map(|stored| stored.bytes.to_vec()))
     }

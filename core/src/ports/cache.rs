@@ -59,4 +59,10 @@ pub trait Cache: Send + Sync {
 
     /// Cheap liveness check for readiness reports.
     async fn ping(&self) -> Result<(), CoreError>;
+
+    /// Whether other processes (replicas) use the same entries. Work coordinated across
+    /// replicas through the cache (locks) is needed only then.
+    fn shared_across_processes(&self) -> bool {
+        true
+    }
 }

@@ -215,12 +215,14 @@ impl NetworkFetchService {
         key: &str,
         generation: Option<String>,
     ) -> Result<NetworkOutcome, CoreError> {
-        let lock_key = format!("{key}:lock");
-        if let Some(generation) = &generation
+        // Within one process the in-flight map already makes it one fan-out.
+        let lock_key = (generation.is_some() && self.deps.cache.shared_across_processes())
+            .then(|| format!("{key}:lock"));
+        if let (Some(generation), Some(lock_key)) = (&generation, &lock_key)
             && let Ok(false) = self
                 .deps
                 .cache
-                .set_if_absent(&lock_key, b"1", self.settings.total_deadline)
+                .set_if_absent(lock_key, b"1", self.settings.total_deadline)
                 .await
         {
             let waited_until = Instant::now() + self.settings.total_deadline;
@@ -234,8 +236,8 @@ impl NetworkFetchService {
         let outcome = self
             .fan_out(catalog, &query, ttl, key, generation.as_deref())
             .await;
-        if generation.is_some() {
-            let _ = self.deps.cache.delete(&lock_key).await;
+        if let Some(lock_key) = &lock_key {
+            let _ = self.deps.cache.delete(lock_key).await;
         }
         outcome
     }

@@ -22,6 +22,8 @@ use crate::ports::PeerPageAnswer;
 use crate::services::own_counts::own_count_key;
 
 const SELF_URL: &str = "http://127.0.0.1:2742";
+/// How long a `Behaviour::Slow` peer takes to answer.
+const SLOW: Duration = Duration::from_millis(100);
 
 fn item(instance: &str, millis: i64, id: u128, name: &str) -> Item {
     let at = Utc.timestamp_millis_opt(millis).single().expect("time");
@@ -134,6 +136,8 @@ enum Behaviour {
     Down,
     /// Counts answer; every fetch fails.
     CountsOnly,
+    /// Answers like `Ours`, each call after [`SLOW`].
+    Slow,
     Answer(Value),
 }
 
@@ -162,6 +166,9 @@ impl PeerTransport for Transport {
             .get(peer_url)
             .ok_or(PeerError::Unreachable("unknown".into()))?;
         remote.counts.fetch_add(1, AtomicOrdering::SeqCst);
+        if let Behaviour::Slow = remote.behaviour {
+            tokio::time::sleep(SLOW).await;
+        }
         match &remote.behaviour {
             Behaviour::Hang => std::future::pending().await,
             Behaviour::Down => Err(PeerError::Unreachable("refused".into())),
@@ -184,6 +191,9 @@ impl PeerTransport for Transport {
             .get(peer_url)
             .ok_or(PeerError::Unreachable("unknown".into()))?;
         remote.fetches.fetch_add(1, AtomicOrdering::SeqCst);
+        if let Behaviour::Slow = remote.behaviour {
+            tokio::time::sleep(SLOW).await;
+        }
         let all = sorted(&remote.items, filter);
         let (items, cursor_capable): (Vec<Item>, bool) = match &remote.behaviour {
             Behaviour::Hang => return std::future::pending().await,
@@ -200,22 +210,24 @@ impl PeerTransport for Transport {
                     cursor_capable: false,
                 });
             }
-            Behaviour::Ours => match page.cursor.as_deref().and_then(ItemKey::from_cursor) {
-                Some(after) => (
-                    all.into_iter()
-                        .filter(|i| ItemKey::of(i).is_after(&after))
-                        .take(page.limit as usize)
-                        .collect(),
-                    true,
-                ),
-                None => (
-                    all.into_iter()
-                        .skip(page.offset as usize)
-                        .take(page.limit as usize)
-                        .collect(),
-                    true,
-                ),
-            },
+            Behaviour::Ours | Behaviour::Slow => {
+                match page.cursor.as_deref().and_then(ItemKey::from_cursor) {
+                    Some(after) => (
+                        all.into_iter()
+                            .filter(|i| ItemKey::of(i).is_after(&after))
+                            .take(page.limit as usize)
+                            .collect(),
+                        true,
+                    ),
+                    None => (
+                        all.into_iter()
+                            .skip(page.offset as usize)
+                            .take(page.limit as usize)
+                            .collect(),
+                        true,
+                    ),
+                }
+            }
             Behaviour::Reference => (
                 all.into_iter()
                     .skip(page.offset as usize)
@@ -255,33 +267,40 @@ impl PeerTransport for Transport {
     }
 }
 
-/// Counts its reads: each `get` or `get_many` is one round trip to a shared cache.
+/// Counts its reads (each `get` or `get_many` is one round trip to a shared cache) and the
+/// locks taken; shared across processes unless built `process_local`.
 #[derive(Default)]
-struct MemoryCache(Mutex<HashMap<String, Vec<u8>>>, AtomicUsize);
+struct MemoryCache {
+    entries: Mutex<HashMap<String, Vec<u8>>>,
+    reads: AtomicUsize,
+    locks: AtomicUsize,
+    process_local: bool,
+}
 
 impl MemoryCache {
     fn round_trips(&self) -> usize {
-        self.1.load(AtomicOrdering::SeqCst)
+        self.reads.load(AtomicOrdering::SeqCst)
     }
 }
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CoreError> {
-        self.1.fetch_add(1, AtomicOrdering::SeqCst);
-        Ok(lock(&self.0).get(key).cloned())
+        self.reads.fetch_add(1, AtomicOrdering::SeqCst);
+        Ok(lock(&self.entries).get(key).cloned())
     }
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CoreError> {
-        self.1.fetch_add(1, AtomicOrdering::SeqCst);
-        let map = lock(&self.0);
+        self.reads.fetch_add(1, AtomicOrdering::SeqCst);
+        let map = lock(&self.entries);
         Ok(keys.iter().map(|k| map.get(k).cloned()).collect())
     }
     async fn set(&self, key: &str, value: &[u8], _: Duration) -> Result<(), CoreError> {
-        lock(&self.0).insert(key.into(), value.to_vec());
+        lock(&self.entries).insert(key.into(), value.to_vec());
         Ok(())
     }
     async fn set_if_absent(&self, key: &str, value: &[u8], _: Duration) -> Result<bool, CoreError> {
-        let mut map = lock(&self.0);
+        self.locks.fetch_add(1, AtomicOrdering::SeqCst);
+        let mut map = lock(&self.entries);
         if map.contains_key(key) {
             return Ok(false);
         }
@@ -289,7 +308,7 @@ impl Cache for MemoryCache {
         Ok(true)
     }
     async fn increment(&self, key: &str, delta: i64, _: Duration) -> Result<i64, CoreError> {
-        let mut map = lock(&self.0);
+        let mut map = lock(&self.entries);
         let n = map
             .get(key)
             .and_then(|v| String::from_utf8_lossy(v).parse::<i64>().ok())
@@ -299,17 +318,20 @@ impl Cache for MemoryCache {
         Ok(n)
     }
     async fn delete(&self, key: &str) -> Result<(), CoreError> {
-        lock(&self.0).remove(key);
+        lock(&self.entries).remove(key);
         Ok(())
     }
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, CoreError> {
-        let mut map = lock(&self.0);
+        let mut map = lock(&self.entries);
         let before = map.len();
         map.retain(|k, _| !k.starts_with(prefix));
         Ok((before - map.len()) as u64)
     }
     async fn ping(&self) -> Result<(), CoreError> {
         Ok(())
+    }
+    fn shared_across_processes(&self) -> bool {
+        !self.process_local
     }
 }
 
@@ -330,6 +352,8 @@ impl Timer for TokioTimer {
 
 struct Network {
     service: Arc<NetworkFetchService>,
+    /// Another process of this instance, sharing its storage and cache.
+    replica: Arc<NetworkFetchService>,
     remotes: Vec<Arc<Remote>>,
     cache: Arc<MemoryCache>,
 }
@@ -346,6 +370,16 @@ fn network_with_store(
     store: Store,
     remotes: Vec<(&str, Vec<Item>, Behaviour)>,
     settings: NetworkFetchSettings,
+) -> Network {
+    network_with_cache(store, remotes, settings, MemoryCache::default())
+}
+
+/// This instance and a replica of it (same storage, same cache), and its peers.
+fn network_with_cache(
+    store: Store,
+    remotes: Vec<(&str, Vec<Item>, Behaviour)>,
+    settings: NetworkFetchSettings,
+    cache: MemoryCache,
 ) -> Network {
     let mut instances = vec![json!({"domain_name": "student", "instance_url": SELF_URL})];
     let mut transport = Transport::default();
@@ -385,21 +419,25 @@ fn network_with_store(
         Utc::now(),
         CatalogOrigin::Sources,
     );
-    let cache = Arc::new(MemoryCache::default());
-    let service = Arc::new(NetworkFetchService::new(
-        NetworkFetchDeps {
-            repository: Arc::new(store),
-            catalog: Arc::new(CatalogHandle::new(catalog)),
-            identity,
-            transport: Arc::new(transport),
+    let cache = Arc::new(cache);
+    let repository: Arc<dyn ItemRepository> = Arc::new(store);
+    let transport: Arc<dyn PeerTransport> = Arc::new(transport);
+    let catalog = Arc::new(CatalogHandle::new(catalog));
+    let replica = || {
+        let deps = NetworkFetchDeps {
+            repository: repository.clone(),
+            catalog: catalog.clone(),
+            identity: identity.clone(),
+            transport: transport.clone(),
             cache: cache.clone(),
             clock: Arc::new(SystemClock),
             timer: Arc::new(TokioTimer),
-        },
-        settings,
-    ));
+        };
+        Arc::new(NetworkFetchService::new(deps, settings.clone()))
+    };
     Network {
-        service,
+        service: replica(),
+        replica: replica(),
         remotes: handles,
         cache,
     }
@@ -611,7 +649,7 @@ async fn nobody_answering_gives_the_stale_page_or_nothing() {
     let fresh = first_page(&net, 5).await;
     assert_eq!(fresh.meta["stale"], false);
     // The fresh copy expires (the stale copy does not), then the peer goes down.
-    lock(&net.cache.0).retain(|k, _| {
+    lock(&net.cache.entries).retain(|k, _| {
         !["network-page:", "network-count:", "network-own-count:"]
             .iter()
             .any(|fresh| k.starts_with(fresh))
@@ -622,7 +660,7 @@ async fn nobody_answering_gives_the_stale_page_or_nothing() {
         vec![("http://b.example", a.clone(), Behaviour::Down)],
         NetworkFetchSettings::default(),
     );
-    *lock(&down.cache.0) = lock(&net.cache.0).clone();
+    *lock(&down.cache.entries) = lock(&net.cache.entries).clone();
     let stale = page_of(
         down.service
             .fetch(query(5, Paging::Offset(0)))
@@ -708,6 +746,65 @@ async fn concurrent_identical_misses_fan_out_once() {
         assert_eq!(remote.counts.load(AtomicOrdering::SeqCst), 1);
         assert_eq!(remote.fetches.load(AtomicOrdering::SeqCst), 1);
     }
+}
+
+#[tokio::test]
+async fn replicas_sharing_a_cache_fan_out_once_per_key() {
+    let (a, b, c) = spread(30);
+    let net = network(
+        a,
+        vec![
+            ("http://b.example", b, Behaviour::Slow),
+            ("http://c.example", c, Behaviour::Slow),
+        ],
+        NetworkFetchSettings::default(),
+    );
+    let started = std::time::Instant::now();
+    let (first, second) = futures::join!(
+        net.service.fetch(query(10, Paging::Offset(0))),
+        net.replica.fetch(query(10, Paging::Offset(0)))
+    );
+    assert_eq!(
+        page_of(first.expect("page")).items,
+        page_of(second.expect("page")).items
+    );
+    for remote in &net.remotes {
+        assert_eq!(remote.counts.load(AtomicOrdering::SeqCst), 1);
+        assert_eq!(remote.fetches.load(AtomicOrdering::SeqCst), 1);
+    }
+    assert!(
+        started.elapsed() < NetworkFetchSettings::default().total_deadline,
+        "the replica waited for the page, not for its lock to lapse"
+    );
+    assert_eq!(net.cache.locks.load(AtomicOrdering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_process_local_cache_takes_no_fan_out_lock() {
+    let (a, b, c) = spread(30);
+    let cache = MemoryCache {
+        process_local: true,
+        ..MemoryCache::default()
+    };
+    let remotes = vec![
+        ("http://b.example", b, Behaviour::Ours),
+        ("http://c.example", c, Behaviour::Ours),
+    ];
+    let net = network_with_cache(
+        Store(a, Storage::Healthy),
+        remotes,
+        NetworkFetchSettings::default(),
+        cache,
+    );
+    let page = first_page(&net, 10).await;
+    assert_eq!(page.items.len(), 10);
+    assert_eq!(net.cache.locks.load(AtomicOrdering::SeqCst), 0);
+    assert!(
+        lock(&net.cache.entries)
+            .keys()
+            .any(|k| k.starts_with("network-page:")),
+        "the page is cached all the same"
+    );
 }
 
 #[tokio::test]
