@@ -27,16 +27,19 @@ impl ItemFilter {
     /// A stable digest of what selects items within the filter's domain (owner included):
     /// equal filters, equal digests, whatever order their parts came in.
     pub fn fingerprint(&self) -> String {
-        let canonical = serde_json::json!([
-            self.created_by,
-            self.item_type,
-            self.item_id,
-            self.instance_url,
-            self.schema_url,
-            self.state.as_ref().map(|s| s.to_value()),
+        // A JSON array of the parts, written straight from them (no JSON tree in between).
+        let canonical = (
+            &self.created_by,
+            &self.item_type,
+            &self.item_id,
+            &self.instance_url,
+            &self.schema_url,
+            self.state.as_ref().map(StateFilter::as_map),
             self.geo.map(|g| [g.latitude, g.longitude, g.radius_meters]),
-        ]);
-        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+        );
+        // Writing plain data into memory cannot fail.
+        let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
+        hex::encode(Sha256::digest(&bytes))
     }
 
     pub fn new(network: impl Into<String>, domain: impl Into<String>) -> Self {
@@ -325,6 +328,37 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn fingerprints_stay_those_already_in_caches() {
+        let mut filter = ItemFilter::new("yellow_dot", "student");
+        let empty = filter.fingerprint();
+        filter.item_type = Some("profile_1.0".into());
+        filter.item_id = Some(Uuid::from_u128(7));
+        filter.state =
+            Some(StateFilter::new(json!({"city": "Pune", "n": [1, 2.5]})).expect("state"));
+        filter.geo = Some(GeoRadius {
+            latitude: 12.5,
+            longitude: -3.0,
+            radius_meters: 1000.0,
+        });
+        // The digest as earlier versions wrote it, through a JSON tree.
+        let earlier = |f: &ItemFilter| {
+            let canonical = json!([
+                f.created_by,
+                f.item_type,
+                f.item_id,
+                f.instance_url,
+                f.schema_url,
+                f.state.as_ref().map(|s| s.to_value()),
+                f.geo.map(|g| [g.latitude, g.longitude, g.radius_meters]),
+            ]);
+            hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+        };
+        assert_eq!(empty, earlier(&ItemFilter::new("yellow_dot", "student")));
+        assert_eq!(filter.fingerprint(), earlier(&filter));
+        assert_ne!(filter.fingerprint(), empty);
+    }
 
     #[test]
     fn containment_follows_jsonb_rules() {
