@@ -84,7 +84,13 @@ pub fn strip_private(catalog: &NetworkCatalog, items: Vec<PageItem>) -> Vec<Page
             }
             let mut item = match entry {
                 PageItem::Own(item) => item,
-                PageItem::Peer(item) => item.to_item().ok()?,
+                PageItem::Peer(item) => match item.to_item() {
+                    Ok(item) => item,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "a checked peer record did not read back");
+                        return None;
+                    }
+                },
             };
             private.strip(&mut item.state);
             Some(PageItem::Own(item))
