@@ -326,8 +326,8 @@ mod tests {
                           "items": [item_json("http://a.test"), item_json("http://b.test")]});
         let page = parse_page(body.to_string().as_bytes()).expect("page");
         assert_eq!(page.items.len(), 2);
-        assert_eq!(page.items[1].instance_url, "http://b.test");
-        assert_eq!(page.items[0].longitude, Some(73.8));
+        assert_eq!(page.items[1].head.instance_url, "http://b.test");
+        assert_eq!(page.items[0].head.longitude, Some(73.8));
         assert_eq!(page.total, Some(7));
         assert!(!page.cursor_capable);
 

@@ -59,7 +59,7 @@ impl Operation {
 #[derive(Debug)]
 pub(super) struct PeerRoutes {
     pub origin: String,
-    /// In the order of [`Operation::ALL`].
+    /// Indexed by [`Operation`] (its declaration order, which [`Operation::ALL`] follows).
     urls: Vec<Url>,
 }
 
@@ -82,11 +82,7 @@ impl PeerRoutes {
     }
 
     pub(super) fn url(&self, operation: Operation) -> &Url {
-        let index = Operation::ALL
-            .iter()
-            .position(|o| *o == operation)
-            .unwrap_or_default();
-        &self.urls[index]
+        &self.urls[operation as usize]
     }
 }
 

@@ -21,6 +21,6 @@ pub use caller::{AuthMethod, Caller};
 pub use filter::{EARTH_RADIUS_METERS, GeoBox, GeoRadius, ItemFilter, PageRequest, StateFilter};
 pub use instance::{InstanceIdentity, NormalizedUrls, base_url, normalize_instance_url};
 pub use item::{Item, ItemChanges, ItemPage, NewItem, PageDocument, PageMeta, wire_time};
-pub use peer_item::PeerItem;
+pub use peer_item::{ItemHead, PeerItem};
 pub use position::{ItemKey, global_order};
 pub use text::{reject_nul, reject_nul_in_json};

@@ -17,6 +17,13 @@ use super::{Item, ItemKey};
 /// other well-formed record is read as an [`Item`] and written again.
 #[derive(Debug, Clone)]
 pub struct PeerItem {
+    pub head: ItemHead,
+    json: Box<RawValue>,
+}
+
+/// The fields of a record a network read checks and orders by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemHead {
     pub network: String,
     pub domain: String,
     pub item_type: String,
@@ -25,7 +32,6 @@ pub struct PeerItem {
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
     pub created_at: DateTime<Utc>,
-    json: Box<RawValue>,
 }
 
 /// The record's fields, borrowed from its JSON; any other key makes it non-canonical.
@@ -68,16 +74,16 @@ impl PeerItem {
         // Skimming a value does not check `\u` escapes (a lone surrogate passes); records
         // with any are read whole, which refuses them. Writers escape little, so this is rare.
         if !json.get().contains("\\u")
-            && let Some(item) = Self::canonical(&json)
+            && let Some(head) = Self::canonical(&json)
         {
-            return Ok(item.with_json(json));
+            return Ok(PeerItem { head, json });
         }
         let item: Item = serde_json::from_str(json.get())?;
         Ok(PeerItem::from(item))
     }
 
     /// The checked fields of a record already in canonical form.
-    fn canonical(json: &RawValue) -> Option<Fields> {
+    fn canonical(json: &RawValue) -> Option<ItemHead> {
         let record: Record = serde_json::from_str(json.get()).ok()?;
         if !is_canonical_time(&record.created_at) || !is_canonical_time(&record.updated_at) {
             return None;
@@ -88,7 +94,7 @@ impl PeerItem {
         let created_at = DateTime::parse_from_rfc3339(&record.created_at)
             .ok()?
             .with_timezone(&Utc);
-        Some(Fields {
+        Some(ItemHead {
             network: record.network.into_owned(),
             domain: record.domain.into_owned(),
             item_type: record.item_type.into_owned(),
@@ -102,8 +108,8 @@ impl PeerItem {
 
     pub fn key(&self) -> ItemKey {
         ItemKey {
-            created_at: self.created_at,
-            item_id: self.item_id,
+            created_at: self.head.created_at,
+            item_id: self.head.item_id,
         }
     }
 
@@ -123,7 +129,7 @@ impl From<Item> for PeerItem {
         // Serializing plain data into memory cannot fail.
         let json =
             serde_json::value::to_raw_value(&item).unwrap_or_else(|_| RawValue::NULL.to_owned());
-        Fields {
+        let head = ItemHead {
             network: item.network,
             domain: item.domain,
             item_type: item.item_type,
@@ -132,8 +138,8 @@ impl From<Item> for PeerItem {
             latitude: item.latitude,
             longitude: item.longitude,
             created_at: item.created_at,
-        }
-        .with_json(json)
+        };
+        PeerItem { head, json }
     }
 }
 
@@ -153,34 +159,6 @@ impl Serialize for PeerItem {
 impl PartialEq for PeerItem {
     fn eq(&self, other: &PeerItem) -> bool {
         self.json.get() == other.json.get()
-    }
-}
-
-/// [`PeerItem`] without its JSON.
-struct Fields {
-    network: String,
-    domain: String,
-    item_type: String,
-    item_id: Uuid,
-    instance_url: String,
-    latitude: Option<f64>,
-    longitude: Option<f64>,
-    created_at: DateTime<Utc>,
-}
-
-impl Fields {
-    fn with_json(self, json: Box<RawValue>) -> PeerItem {
-        PeerItem {
-            network: self.network,
-            domain: self.domain,
-            item_type: self.item_type,
-            item_id: self.item_id,
-            instance_url: self.instance_url,
-            latitude: self.latitude,
-            longitude: self.longitude,
-            created_at: self.created_at,
-            json,
-        }
     }
 }
 
@@ -228,9 +206,9 @@ mod tests {
         let text = r#"{"item_network":"yellow_dot","item_domain":"student","item_type":"profile_1.0","item_id":"fe5ccb5d-8200-4329-8939-160d6b3494d9","item_instance_url":"http://127.0.0.1:2744","item_schema_url":"s","item_state":{"b":1, "a":[2]},"item_latitude":12,"item_longitude":null,"created_by":"u","created_at":"2026-11-28T01:27:51.178Z","updated_at":"2026-11-28T01:27:52.000Z"}"#;
         let item: PeerItem = serde_json::from_str(text).expect("reads");
         assert_eq!(item.json().get(), text);
-        assert_eq!(item.latitude, Some(12.0));
-        assert_eq!(item.longitude, None);
-        assert_eq!(item.instance_url, "http://127.0.0.1:2744");
+        assert_eq!(item.head.latitude, Some(12.0));
+        assert_eq!(item.head.longitude, None);
+        assert_eq!(item.head.instance_url, "http://127.0.0.1:2744");
         assert_eq!(
             item.key().to_cursor(),
             ItemKey {
@@ -282,7 +260,7 @@ mod tests {
         escaped["item_instance_url"] = json!("http://127.0.0.1:2744/\"x\"");
         let text = escaped.to_string();
         let item: PeerItem = serde_json::from_str(&text).expect("reads");
-        assert_eq!(item.instance_url, "http://127.0.0.1:2744/\"x\"");
+        assert_eq!(item.head.instance_url, "http://127.0.0.1:2744/\"x\"");
         assert_eq!(item.json().get(), text);
     }
 

@@ -76,7 +76,9 @@ pub fn strip_private(catalog: &NetworkCatalog, items: Vec<PageItem>) -> Vec<Page
         .filter_map(|entry| {
             let (network, domain, item_type) = match &entry {
                 PageItem::Own(item) => (&item.network, &item.domain, &item.item_type),
-                PageItem::Peer(item) => (&item.network, &item.domain, &item.item_type),
+                PageItem::Peer(item) => {
+                    (&item.head.network, &item.head.domain, &item.head.item_type)
+                }
             };
             let private = catalog.private_fields(network, domain, item_type);
             if private.is_empty() {

@@ -90,6 +90,7 @@ impl PeersMemo {
 /// answered, coordinates in range. Not checked against JSON Schemas: peers of the reference
 /// store unvalidated data.
 pub fn check_item(item: &PeerItem, peer: &Peer, filter: &ItemFilter) -> Result<(), String> {
+    let item = &item.head;
     if item.network != filter.network || item.domain != filter.domain {
         return Err(format!(
             "an item of {}/{} was sent for {}/{}",
